@@ -1,0 +1,33 @@
+//! The [`Encoder`] trait: what every evaluation (probe, kNN, fine-tune) needs from a model.
+
+use tch::Tensor;
+
+/// A network that maps a batch of inputs to one representation vector per input.
+///
+/// Inputs are a single tensor whose first dimension is the batch: images `[B, C, H, W]`, token
+/// ids `[B, T]` (padding is recovered from the pad id), waveforms `[B, L]`, or plain feature
+/// vectors `[B, D]`. The output is `[B, output_dim()]`, the representation probes are trained on
+/// (for vision, the backbone output before any projection head, as in the SimCLR and MoCo papers).
+///
+/// `train` switches dropout and batch-norm statistics; evaluation always passes `false`.
+///
+/// ```
+/// use ssl_core::{Encoder, tch::{nn, nn::Module, Device, Kind, Tensor}};
+///
+/// struct Linear(nn::Linear, i64);
+/// impl Encoder for Linear {
+///     fn output_dim(&self) -> i64 { self.1 }
+///     fn encode(&self, input: &Tensor, _train: bool) -> Tensor { self.0.forward(input) }
+/// }
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let enc = Linear(nn::linear(vs.root(), 8, 4, Default::default()), 4);
+/// let z = enc.encode(&Tensor::zeros([3, 8], (Kind::Float, Device::Cpu)), false);
+/// assert_eq!(z.size(), vec![3, enc.output_dim()]);
+/// ```
+pub trait Encoder {
+    /// The size of each representation vector.
+    fn output_dim(&self) -> i64;
+    /// Encodes a batch: `[B, ...] -> [B, output_dim()]`.
+    fn encode(&self, input: &Tensor, train: bool) -> Tensor;
+}

@@ -1,0 +1,26 @@
+//! # ssl-core
+//!
+//! The shared foundation of ssl-rs: the trait set every self-supervised method plugs into, the
+//! building blocks methods share, the trainer, checkpoints and evaluation.
+//!
+//! **ssl-core knows no modality**: nothing here mentions images, tokens or audio. Modality crates
+//! (`ssl-vision`, `ssl-text`, `ssl-audio`, `ssl-multimodal`) implement the traits.
+//!
+//! The seams, one trait each:
+//! - [`Encoder`]: input batch to representation (what probes and fine-tuning consume);
+//! - [`Objective`](objective::Objective): batch to loss and metrics, with a hook after each
+//!   optimiser step (EMA targets, queues, temperature schedules);
+//! - [`Augmentation`](augment::Augmentation): a seeded random transformation of one sample;
+//! - [`Dataset`](data::Dataset) and [`BatchBuilder`](data::BatchBuilder): random access to samples
+//!   and turning samples into a batch, driven by the [`DataLoader`](data::DataLoader);
+//! - [`MetricsSink`](metrics::MetricsSink): where logged step records go.
+#![doc(html_root_url = "https://docs.rs/ssl-core/0.1.0")]
+
+pub mod encoder;
+pub mod error;
+pub mod rng;
+
+pub use encoder::Encoder;
+pub use error::{Error, Result};
+/// The `tch` version ssl-rs is built on, re-exported so downstream crates agree on it.
+pub use tch;
