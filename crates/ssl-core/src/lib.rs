@@ -8,19 +8,33 @@
 //!
 //! The seams, one trait each:
 //! - [`Encoder`]: input batch to representation (what probes and fine-tuning consume);
-//! - [`Objective`](objective::Objective): batch to loss and metrics, with a hook after each
-//!   optimiser step (EMA targets, queues, temperature schedules);
+//! - [`Objective`]: batch to loss and metrics, with a hook after each optimiser step (EMA
+//!   targets, queues, temperature schedules);
 //! - [`Augmentation`](augment::Augmentation): a seeded random transformation of one sample;
 //! - [`Dataset`](data::Dataset) and [`BatchBuilder`](data::BatchBuilder): random access to samples
 //!   and turning samples into a batch, driven by the [`DataLoader`](data::DataLoader);
 //! - [`MetricsSink`](metrics::MetricsSink): where logged step records go.
-#![doc(html_root_url = "https://docs.rs/ssl-core/0.1.0")]
+//!
+//! Data flows from a dataset through the loader (parallel, seeded, prefetching) to
+//! [`Objective::forward`], whose loss the [`Trainer`](trainer::Trainer) back-propagates and
+//! steps with an [`Optimizer`](optim::Optimizer) it owns the state of, writing
+//! [`checkpoint`]s that resume bit for bit.
 
+pub mod augment;
+pub mod checkpoint;
+pub mod data;
+pub mod device;
 pub mod encoder;
 pub mod error;
+pub mod loss;
+pub mod metrics;
+pub mod objective;
+pub mod optim;
 pub mod rng;
+pub mod trainer;
 
 pub use encoder::Encoder;
 pub use error::{Error, Result};
+pub use objective::{LossOutput, Objective, StepContext};
 /// The `tch` version ssl-rs is built on, re-exported so downstream crates agree on it.
 pub use tch;

@@ -1,0 +1,143 @@
+//! Step records and where they go: `metrics.jsonl`, memory (tests), or anything implementing
+//! [`MetricsSink`].
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoResultExt, Result};
+
+/// One logged optimiser step. Serialised flat: `{"step":..,"loss":..,"lr":..,"samples_per_sec":..,
+/// "<metric>":..}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Optimiser steps completed.
+    pub step: u64,
+    /// Mean loss over the steps since the previous record.
+    pub loss: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Training throughput since the previous record.
+    pub samples_per_sec: f64,
+    /// The objective's metrics of the last step, plus `grad_norm` when clipping.
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A consumer of step records.
+pub trait MetricsSink {
+    /// Receives one record.
+    fn record(&mut self, record: &StepRecord) -> Result<()>;
+    /// Called once when training ends (flush).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends one JSON object per record to a file (`metrics.jsonl` in a run directory).
+pub struct JsonlSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonlSink {
+    /// Opens `path` for appending. With `keep_before = Some(step)` (a resumed run), records of
+    /// steps `>= step` left by the interrupted run are dropped first, so the file reads as one
+    /// uninterrupted run; with `None` the file is truncated.
+    pub fn open(path: &Path, keep_before: Option<u64>) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_path(parent)?;
+        }
+        let kept: Vec<String> = match keep_before {
+            Some(step) if path.exists() => {
+                let f = File::open(path).with_path(path)?;
+                BufReader::new(f)
+                    .lines()
+                    .map_while(std::result::Result::ok)
+                    .filter(|l| {
+                        serde_json::from_str::<serde_json::Value>(l)
+                            .ok()
+                            .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                            .is_some_and(|s| s < step)
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(path).with_path(path)?;
+        for line in kept {
+            writeln!(file, "{line}").with_path(path)?;
+        }
+        Ok(Self { path: path.to_path_buf(), file })
+    }
+}
+
+impl MetricsSink for JsonlSink {
+    fn record(&mut self, record: &StepRecord) -> Result<()> {
+        let line = serde_json::to_string(record)
+            .map_err(|e| Error::data(self.path.display().to_string(), e.to_string()))?;
+        writeln!(self.file, "{line}").with_path(&self.path)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.file.sync_all().with_path(&self.path)
+    }
+}
+
+/// Keeps records in memory; clones share the same buffer.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink(pub Arc<Mutex<Vec<StepRecord>>>);
+
+impl MemorySink {
+    /// A copy of the records so far.
+    pub fn records(&self) -> Vec<StepRecord> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl MetricsSink for MemorySink {
+    fn record(&mut self, record: &StepRecord) -> Result<()> {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(record.clone());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(step: u64) -> StepRecord {
+        StepRecord { step, loss: 1.0, lr: 0.1, samples_per_sec: 5.0, metrics: BTreeMap::from([("acc".into(), 0.5)]) }
+    }
+
+    #[test]
+    fn jsonl_is_flat_and_resume_drops_later_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.jsonl");
+        let mut s = JsonlSink::open(&p, None).unwrap();
+        for i in 1..=4 {
+            s.record(&rec(i)).unwrap();
+        }
+        s.finish().unwrap();
+        let first = fs::read_to_string(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+        for key in ["step", "loss", "lr", "samples_per_sec", "acc"] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+        let mut s = JsonlSink::open(&p, Some(3)).unwrap();
+        s.record(&rec(3)).unwrap();
+        s.finish().unwrap();
+        let steps: Vec<u64> = fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<StepRecord>(l).unwrap().step)
+            .collect();
+        assert_eq!(steps, vec![1, 2, 3]);
+    }
+}

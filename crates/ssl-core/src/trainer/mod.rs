@@ -1,0 +1,301 @@
+//! The training loop, assembled from named parts: objective, data loader, optimiser, schedule,
+//! clipping, accumulation, checkpoints, metrics sinks.
+//!
+//! ```ignore
+//! use ssl_core::trainer::{Trainer, TrainConfig};
+//! use ssl_core::synthetic::{self, SyntheticConfig};
+//!
+//! let cfg = SyntheticConfig::tiny();
+//! let (loader, mut objective) = synthetic::setup(&cfg, ssl_core::tch::Device::Cpu).unwrap();
+//! let train = TrainConfig { steps: 3, progress: false, ..Default::default() };
+//! let report = Trainer::new(train).fit(&mut objective, &loader).unwrap();
+//! assert_eq!(report.steps, 3);
+//! assert!(report.final_loss.is_finite());
+//! ```ignore
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+pub use config::TrainConfig;
+
+use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
+use crate::data::{Batch, BatchBuilder, DataLoader, Dataset, LoaderPosition, Sampler};
+use crate::device::{autocast, device_name};
+use crate::error::{Error, Result};
+use crate::metrics::{JsonlSink, MetricsSink, StepRecord};
+use crate::objective::{Objective, StepContext};
+use crate::optim::{clip_grad_norm, Optimizer};
+use crate::rng::seed_torch;
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Optimiser steps completed (including those before a resume).
+    pub steps: u64,
+    /// Mean loss of the last logging window.
+    pub final_loss: f64,
+    /// Training throughput of this process, in samples per second.
+    pub samples_per_sec: f64,
+    /// The device trained on (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Wall-clock seconds of this process's training.
+    pub wall_seconds: f64,
+    /// The step this process resumed from, if it did.
+    pub resumed_from: Option<u64>,
+    /// The last checkpoint written, if any.
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// Runs an [`Objective`] over a [`DataLoader`].
+pub struct Trainer {
+    config: TrainConfig,
+    run_dir: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    stop_after: Option<u64>,
+    sinks: Vec<Box<dyn MetricsSink>>,
+    config_snapshot: serde_json::Value,
+}
+
+impl Trainer {
+    /// A trainer with `config`, no run directory (nothing written), no resume.
+    pub fn new(config: TrainConfig) -> Self {
+        let config_snapshot = serde_json::to_value(&config).unwrap_or_default();
+        Self { config, run_dir: None, resume: None, stop_after: None, sinks: Vec::new(), config_snapshot }
+    }
+
+    /// Writes `metrics.jsonl` and checkpoints under `dir`.
+    pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.run_dir = Some(dir.into());
+        self
+    }
+
+    /// Resumes from a checkpoint folder or the newest checkpoint of a run directory.
+    pub fn resume_from(mut self, path: Option<PathBuf>) -> Self {
+        self.resume = path;
+        self
+    }
+
+    /// Stops (with a checkpoint, if a run directory is set) once this many steps are completed,
+    /// leaving the schedule laid out over `config.steps`. Used to split runs and by tests.
+    pub fn stop_after(mut self, step: Option<u64>) -> Self {
+        self.stop_after = step;
+        self
+    }
+
+    /// Adds a metrics sink (the run directory's `metrics.jsonl` is added automatically).
+    pub fn sink(mut self, sink: Box<dyn MetricsSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// The full run configuration to store in checkpoints (default: the [`TrainConfig`]).
+    pub fn config_snapshot(mut self, config: serde_json::Value) -> Self {
+        self.config_snapshot = config;
+        self
+    }
+
+    /// Trains `objective` on `loader` until `config.steps` (or `stop_after`) steps are done.
+    ///
+    /// The device is the one the objective's variables live on. A non-finite loss stops the
+    /// run before the optimiser step with [`Error::NonFiniteLoss`]; checkpoints already written
+    /// are left untouched and none is written for the failing step.
+    pub fn fit<O, D, B, S>(mut self, objective: &mut O, loader: &DataLoader<D, B, S>) -> Result<TrainReport>
+    where
+        O: Objective,
+        D: Dataset + 'static,
+        B: BatchBuilder<D::Item, Batch = O::Batch> + 'static,
+        S: Sampler + 'static,
+    {
+        let cfg = self.config.clone();
+        cfg.validate()?;
+        let device = objective.var_store().device();
+        if cfg.deterministic {
+            let threads = cfg.threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+            tch::set_num_threads(threads as i32);
+            tch::Cuda::cudnn_set_benchmark(false);
+        } else if let Some(t) = cfg.threads {
+            tch::set_num_threads(t as i32);
+        }
+
+        let mut params: Vec<(String, tch::Tensor)> = checkpoint::named_variables(objective.var_store())
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        if params.is_empty() {
+            return Err(Error::invalid("objective", format!("`{}` has no trainable parameters", objective.name())));
+        }
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut optimizer = Optimizer::new(cfg.optimizer.clone(), params, |n, s| objective.no_weight_decay(n, s))?;
+
+        let mut start_step = 0;
+        let mut position = LoaderPosition::default();
+        let mut resumed_from = None;
+        if let Some(path) = &self.resume {
+            let ck = checkpoint::load(path)?;
+            if ck.meta.method != objective.name() {
+                return Err(Error::checkpoint(
+                    &ck.path,
+                    format!("was written by method `{}`, not `{}`", ck.meta.method, objective.name()),
+                ));
+            }
+            checkpoint::restore_variables(objective.var_store(), &ck.model, &ck.path.join("model.safetensors"))?;
+            optimizer
+                .load_state(ck.optimizer, ck.meta.optimizer_steps)
+                .map_err(|e| Error::checkpoint(ck.path.join("optimizer.safetensors"), e.to_string()))?;
+            objective.load_state(&ck.meta.objective_state)?;
+            start_step = ck.meta.step;
+            position = ck.meta.loader;
+            resumed_from = Some(start_step);
+        }
+
+        if let Some(dir) = &self.run_dir {
+            let sink = JsonlSink::open(&dir.join("metrics.jsonl"), resumed_from)?;
+            self.sinks.insert(0, Box::new(sink));
+        }
+
+        let end = self.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
+        let bar = progress_bar(&cfg, start_step, end);
+        let mut batches = loader.iter_from(position);
+        let started = Instant::now();
+        let mut window = Window::new();
+        let mut total_samples = 0usize;
+        let mut final_loss = f64::NAN;
+        let mut last_checkpoint = None;
+        let accum = cfg.accumulation_steps;
+
+        for step in start_step..end {
+            let mut metrics = BTreeMap::new();
+            for micro in 0..accum {
+                let (next, batch) = batches
+                    .next()
+                    .ok_or_else(|| Error::data("data loader", "the batch stream ended unexpectedly"))??;
+                position = next;
+                let batch = batch.to_device(device);
+                total_samples += batch.batch_size();
+                window.samples += batch.batch_size();
+                let ctx = StepContext { step, total_steps: cfg.steps, micro_step: micro, device };
+                seed_torch(cfg.seed, "step", &[step, micro as u64]);
+                let out = autocast(device, cfg.precision, || objective.forward(&batch, &ctx))??;
+                let loss = out.loss.double_value(&[]);
+                if !loss.is_finite() {
+                    bar.abandon();
+                    return Err(Error::NonFiniteLoss { step, loss });
+                }
+                window.loss_sum += loss / accum as f64;
+                if accum == 1 {
+                    out.loss.backward();
+                } else {
+                    (&out.loss / accum as f64).backward();
+                }
+                if micro + 1 == accum {
+                    for (name, value) in &out.metrics {
+                        metrics.insert(name.clone(), value.double_value(&[]));
+                    }
+                }
+            }
+            if let Some(max_norm) = cfg.grad_clip_norm {
+                let norm = clip_grad_norm(optimizer.variables(), max_norm).double_value(&[]);
+                metrics.insert("grad_norm".into(), norm);
+            }
+            let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, cfg.steps);
+            optimizer.step(lr)?;
+            optimizer.zero_grad();
+            let ctx = StepContext { step, total_steps: cfg.steps, micro_step: accum - 1, device };
+            objective.after_step(&ctx)?;
+            window.steps += 1;
+
+            let done = step + 1;
+            bar.set_position(done);
+            if done % cfg.log_every == 0 || done == end {
+                let record = window.record(done, lr, metrics);
+                final_loss = record.loss;
+                bar.set_message(format!(
+                    "loss {:.4}  lr {:.2e}  {:.0} samples/s",
+                    record.loss, record.lr, record.samples_per_sec
+                ));
+                for sink in &mut self.sinks {
+                    sink.record(&record)?;
+                }
+                window = Window::new();
+            }
+            let every = cfg.checkpoint_every;
+            if let Some(dir) = &self.run_dir {
+                if (every > 0 && done % every == 0) || done == end {
+                    let meta = CheckpointMeta {
+                        format_version: FORMAT_VERSION,
+                        ssl_version: env!("CARGO_PKG_VERSION").into(),
+                        method: objective.name().into(),
+                        step: done,
+                        loader: position,
+                        seed: cfg.seed,
+                        optimizer_steps: optimizer.steps(),
+                        objective_state: objective.state(),
+                        config: self.config_snapshot.clone(),
+                    };
+                    let vars = checkpoint::named_variables(objective.var_store());
+                    last_checkpoint = Some(checkpoint::save(dir, &meta, &vars, &optimizer.state_tensors())?);
+                    checkpoint::prune(dir, cfg.keep_last)?;
+                }
+            }
+        }
+        bar.finish();
+        for sink in &mut self.sinks {
+            sink.finish()?;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        Ok(TrainReport {
+            steps: end.max(start_step),
+            final_loss,
+            samples_per_sec: if wall > 0.0 { total_samples as f64 / wall } else { 0.0 },
+            device: device_name(device),
+            wall_seconds: wall,
+            resumed_from,
+            last_checkpoint,
+        })
+    }
+}
+
+/// Accumulates loss and throughput between two logged records.
+struct Window {
+    started: Instant,
+    steps: u64,
+    samples: usize,
+    loss_sum: f64,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self { started: Instant::now(), steps: 0, samples: 0, loss_sum: 0.0 }
+    }
+
+    fn record(&self, step: u64, lr: f64, metrics: BTreeMap<String, f64>) -> StepRecord {
+        let secs = self.started.elapsed().as_secs_f64();
+        StepRecord {
+            step,
+            loss: self.loss_sum / self.steps.max(1) as f64,
+            lr,
+            samples_per_sec: if secs > 0.0 { self.samples as f64 / secs } else { 0.0 },
+            metrics,
+        }
+    }
+}
+
+fn progress_bar(cfg: &TrainConfig, start: u64, end: u64) -> ProgressBar {
+    if !cfg.progress {
+        return ProgressBar::hidden();
+    }
+    // Draws only on a terminal; hidden when stderr is redirected.
+    let bar = ProgressBar::new(end).with_position(start);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
