@@ -135,7 +135,8 @@ pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     for entry in fs::read_dir(&dir).with_path(&dir)? {
         let entry = entry.with_path(&dir)?;
         let name = entry.file_name();
-        let Some(step) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|s| s.parse().ok()) else {
+        let Some(step) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|s| s.parse().ok())
+        else {
             continue;
         };
         if entry.path().join(STATE_FILE).exists() {
@@ -183,7 +184,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         return Err(Error::checkpoint(path, "does not exist"));
     }
     latest(path)?.ok_or_else(|| {
-        Error::checkpoint(path, "is neither a checkpoint folder (no state.json) nor a run directory with checkpoints")
+        Error::checkpoint(
+            path,
+            "is neither a checkpoint folder (no state.json) nor a run directory with checkpoints",
+        )
     })
 }
 
@@ -206,7 +210,10 @@ pub fn load(path: &Path) -> Result<LoadedCheckpoint> {
     if meta.format_version != FORMAT_VERSION {
         return Err(Error::checkpoint(
             &state,
-            format!("format version {} is not supported (this build reads {FORMAT_VERSION})", meta.format_version),
+            format!(
+                "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                meta.format_version
+            ),
         ));
     }
     Ok(LoadedCheckpoint {
@@ -231,12 +238,19 @@ pub fn restore_variables(vs: &VarStore, tensors: &HashMap<String, Tensor>, sourc
     let vars = named_variables(vs);
     for (name, var) in &vars {
         let src = tensors.get(name).ok_or_else(|| {
-            Error::checkpoint(source, format!("tensor `{name}` is missing (was it saved from another model or config?)"))
+            Error::checkpoint(
+                source,
+                format!("tensor `{name}` is missing (was it saved from another model or config?)"),
+            )
         })?;
         if src.size() != var.size() {
             return Err(Error::checkpoint(
                 source,
-                format!("shape mismatch for `{name}`: the model has {:?}, the checkpoint {:?}", var.size(), src.size()),
+                format!(
+                    "shape mismatch for `{name}`: the model has {:?}, the checkpoint {:?}",
+                    var.size(),
+                    src.size()
+                ),
             ));
         }
         let mut dst = var.shallow_clone();
@@ -245,7 +259,10 @@ pub fn restore_variables(vs: &VarStore, tensors: &HashMap<String, Tensor>, sourc
     if tensors.len() != vars.len() {
         let known: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
         if let Some(extra) = tensors.keys().find(|k| !known.contains(k.as_str())) {
-            return Err(Error::checkpoint(source, format!("tensor `{extra}` matches no variable of the model")));
+            return Err(Error::checkpoint(
+                source,
+                format!("tensor `{extra}` matches no variable of the model"),
+            ));
         }
     }
     Ok(())

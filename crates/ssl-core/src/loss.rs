@@ -7,7 +7,11 @@ use crate::error::{Error, Result};
 fn check_pair(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
     let (sa, sb) = (a.size(), b.size());
     if sa.len() != 2 || sa != sb || sa[0] == 0 {
-        return Err(Error::shape(what, format!("two non-empty [N, D] tensors of equal shape, the other is {sb:?}"), &sa));
+        return Err(Error::shape(
+            what,
+            format!("two non-empty [N, D] tensors of equal shape, the other is {sb:?}"),
+            &sa,
+        ));
     }
     Ok(())
 }
@@ -39,7 +43,13 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor> {
     // A sample is never its own negative.
     let eye = Tensor::eye(2 * n, (Kind::Bool, z.device()));
     let sim = sim.masked_fill(&eye, f64::NEG_INFINITY);
-    let targets = Tensor::cat(&[Tensor::arange_start(n, 2 * n, (Kind::Int64, z.device())), Tensor::arange(n, (Kind::Int64, z.device()))], 0);
+    let targets = Tensor::cat(
+        &[
+            Tensor::arange_start(n, 2 * n, (Kind::Int64, z.device())),
+            Tensor::arange(n, (Kind::Int64, z.device())),
+        ],
+        0,
+    );
     Ok(sim.cross_entropy_for_logits(&targets))
 }
 
@@ -67,7 +77,12 @@ pub fn info_nce(query: &Tensor, keys: &Tensor, temperature: f64) -> Result<Tenso
 /// InfoNCE against a queue of negatives (MoCo v1/v2, He et al. 2020, eq. 1): the positive of
 /// `query[i]` is `positive_keys[i]`; the negatives are the rows of `queue` (`[K, D]`). All are
 /// L2-normalised here; MoCo v2's temperature is 0.2.
-pub fn info_nce_with_queue(query: &Tensor, positive_keys: &Tensor, queue: &Tensor, temperature: f64) -> Result<Tensor> {
+pub fn info_nce_with_queue(
+    query: &Tensor,
+    positive_keys: &Tensor,
+    queue: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
     check_pair(query, positive_keys, "info_nce query/positive keys")?;
     let (qs, ks) = (query.size(), queue.size());
     if ks.len() != 2 || ks[1] != qs[1] {
@@ -89,7 +104,11 @@ pub fn info_nce_with_queue(query: &Tensor, positive_keys: &Tensor, queue: &Tenso
 /// `target` is detached.
 pub fn normalized_mse(prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
     check_pair(prediction, target, "normalized_mse prediction/target")?;
-    let cos = (normalize(prediction) * normalize(&target.detach())).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let cos = (normalize(prediction) * normalize(&target.detach())).sum_dim_intlist(
+        [1i64].as_slice(),
+        false,
+        Kind::Float,
+    );
     Ok((cos * -2.0 + 2.0).mean(Kind::Float))
 }
 

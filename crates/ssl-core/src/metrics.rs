@@ -68,7 +68,8 @@ impl JsonlSink {
             }
             _ => Vec::new(),
         };
-        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(path).with_path(path)?;
+        let mut file =
+            OpenOptions::new().create(true).write(true).truncate(true).open(path).with_path(path)?;
         for line in kept {
             writeln!(file, "{line}").with_path(path)?;
         }
@@ -113,7 +114,13 @@ mod tests {
     use super::*;
 
     fn rec(step: u64) -> StepRecord {
-        StepRecord { step, loss: 1.0, lr: 0.1, samples_per_sec: 5.0, metrics: BTreeMap::from([("acc".into(), 0.5)]) }
+        StepRecord {
+            step,
+            loss: 1.0,
+            lr: 0.1,
+            samples_per_sec: 5.0,
+            metrics: BTreeMap::from([("acc".into(), 0.5)]),
+        }
     }
 
     #[test]

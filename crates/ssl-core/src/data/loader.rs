@@ -319,17 +319,24 @@ mod tests {
         }
     }
 
-    fn loader(n: u32, bs: usize, drop_last: bool, prefetch: usize) -> DataLoader<InMemoryDataset<u32>, Tag, RandomSampler> {
+    fn loader(
+        n: u32,
+        bs: usize,
+        drop_last: bool,
+        prefetch: usize,
+    ) -> DataLoader<InMemoryDataset<u32>, Tag, RandomSampler> {
         let ds = InMemoryDataset::new("t", (0..n).collect()).unwrap();
         let cfg = LoaderConfig { batch_size: bs, drop_last, prefetch, seed: 3 };
         DataLoader::new(ds, Tag, RandomSampler::new(5), cfg).unwrap()
     }
 
     fn collect(it: BatchIter<tch::Tensor>, n: usize) -> Vec<(LoaderPosition, Vec<i64>)> {
-        it.take(n).map(|r| {
-            let (p, t) = r.unwrap();
-            (p, Vec::<i64>::try_from(t.flatten(0, -1)).unwrap())
-        }).collect()
+        it.take(n)
+            .map(|r| {
+                let (p, t) = r.unwrap();
+                (p, Vec::<i64>::try_from(t.flatten(0, -1)).unwrap())
+            })
+            .collect()
     }
 
     proptest! {

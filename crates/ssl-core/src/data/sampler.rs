@@ -76,10 +76,7 @@ impl<S: Sampler> ShardedSampler<S> {
     /// Shards `inner` for process `rank` of `world_size`.
     pub fn new(inner: S, rank: usize, world_size: usize) -> crate::Result<Self> {
         if world_size == 0 || rank >= world_size {
-            return Err(crate::Error::invalid(
-                "rank",
-                format!("rank {rank} is not in 0..{world_size}"),
-            ));
+            return Err(crate::Error::invalid("rank", format!("rank {rank} is not in 0..{world_size}")));
         }
         Ok(Self { inner, rank, world_size })
     }
@@ -92,9 +89,7 @@ impl<S: Sampler> Sampler for ShardedSampler<S> {
             return order;
         }
         let per_rank = order.len().div_ceil(self.world_size);
-        (0..per_rank)
-            .map(|i| order[(i * self.world_size + self.rank) % order.len()])
-            .collect()
+        (0..per_rank).map(|i| order[(i * self.world_size + self.rank) % order.len()]).collect()
     }
 }
 

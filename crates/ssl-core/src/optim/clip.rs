@@ -18,7 +18,8 @@ pub fn clip_grad_norm<'a>(params: impl IntoIterator<Item = &'a Tensor>, max_norm
     if grads.is_empty() {
         return Tensor::from(0.0f32);
     }
-    let squares: Vec<Tensor> = grads.iter().map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float)).collect();
+    let squares: Vec<Tensor> =
+        grads.iter().map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float)).collect();
     let total = Tensor::stack(&squares, 0).sum(Kind::Float).sqrt();
     let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
     for mut g in grads {

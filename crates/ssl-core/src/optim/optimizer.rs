@@ -241,11 +241,15 @@ impl Optimizer {
         for p in &mut self.params {
             for (n, dst) in names.iter().zip(&mut p.state) {
                 let key = format!("{}.{n}", p.name);
-                let src = tensors.remove(&key).ok_or_else(|| {
-                    Error::invalid("optimizer state", format!("tensor `{key}` is missing"))
-                })?;
+                let src = tensors
+                    .remove(&key)
+                    .ok_or_else(|| Error::invalid("optimizer state", format!("tensor `{key}` is missing")))?;
                 if src.size() != dst.size() {
-                    return Err(Error::shape(format!("optimizer state `{key}`"), format!("{:?}", dst.size()), &src.size()));
+                    return Err(Error::shape(
+                        format!("optimizer state `{key}`"),
+                        format!("{:?}", dst.size()),
+                        &src.size(),
+                    ));
                 }
                 dst.f_copy_(&src).map_err(|e| torch_err(&key, e))?;
             }
@@ -314,7 +318,13 @@ mod tests {
     fn sgd_momentum_and_nesterov_match_the_definition() {
         for nesterov in [false, true] {
             let p = param(&[1.0]);
-            let cfg = OptimizerConfig { name: OptimizerKind::Sgd, weight_decay: 0.0, momentum: 0.9, nesterov, ..Default::default() };
+            let cfg = OptimizerConfig {
+                name: OptimizerKind::Sgd,
+                weight_decay: 0.0,
+                momentum: 0.9,
+                nesterov,
+                ..Default::default()
+            };
             let mut opt = Optimizer::new(cfg, vec![("w".into(), p.shallow_clone())], |_, _| false).unwrap();
             let (mut w, mut buf) = (1.0f64, 0.0f64);
             for g in [1.0f32, 2.0, -1.0] {
@@ -333,8 +343,19 @@ mod tests {
     fn lars_scales_by_the_trust_ratio_and_exempts_no_decay_params() {
         let w = param(&[3.0, 4.0]); // ||w|| = 5
         let b = param(&[3.0, 4.0]);
-        let cfg = OptimizerConfig { name: OptimizerKind::Lars, weight_decay: 0.0, momentum: 0.0, trust_coefficient: 0.01, ..Default::default() };
-        let mut opt = Optimizer::new(cfg, vec![("w".into(), w.shallow_clone()), ("b".into(), b.shallow_clone())], |n, _| n == "b").unwrap();
+        let cfg = OptimizerConfig {
+            name: OptimizerKind::Lars,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            trust_coefficient: 0.01,
+            ..Default::default()
+        };
+        let mut opt = Optimizer::new(
+            cfg,
+            vec![("w".into(), w.shallow_clone()), ("b".into(), b.shallow_clone())],
+            |n, _| n == "b",
+        )
+        .unwrap();
         set_grad(&w, &[0.0, 1.0]); // ||g|| = 1 -> trust = 0.01 * 5 / 1 = 0.05
         set_grad(&b, &[0.0, 1.0]);
         opt.step(1.0).unwrap();
@@ -356,13 +377,19 @@ mod tests {
     #[test]
     fn state_round_trips_and_mismatches_are_named() {
         let p = param(&[1.0, 2.0]);
-        let mut opt = Optimizer::new(OptimizerConfig::default(), vec![("w".into(), p.shallow_clone())], |_, _| false).unwrap();
+        let mut opt =
+            Optimizer::new(OptimizerConfig::default(), vec![("w".into(), p.shallow_clone())], |_, _| false)
+                .unwrap();
         set_grad(&p, &[1.0, 1.0]);
         opt.step(0.1).unwrap();
-        let saved: HashMap<String, Tensor> = opt.state_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        let saved: HashMap<String, Tensor> =
+            opt.state_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
         let q = param(&[1.0, 2.0]);
-        let mut other = Optimizer::new(OptimizerConfig::default(), vec![("w".into(), q)], |_, _| false).unwrap();
-        other.load_state(saved.iter().map(|(k, v)| (k.clone(), v.copy())).collect::<HashMap<_, _>>(), 1).unwrap();
+        let mut other =
+            Optimizer::new(OptimizerConfig::default(), vec![("w".into(), q)], |_, _| false).unwrap();
+        other
+            .load_state(saved.iter().map(|(k, v)| (k.clone(), v.copy())).collect::<HashMap<_, _>>(), 1)
+            .unwrap();
         assert_eq!(other.steps(), 1);
         for ((_, a), (_, b)) in opt.state_tensors().iter().zip(other.state_tensors().iter()) {
             assert!(a.equal(b));

@@ -94,7 +94,10 @@ impl TrainConfig {
         if self.schedule.warmup_steps > self.steps {
             return Err(Error::config(
                 "schedule.warmup_steps",
-                format!("{} warm-up steps exceed the {} steps of the run", self.schedule.warmup_steps, self.steps),
+                format!(
+                    "{} warm-up steps exceed the {} steps of the run",
+                    self.schedule.warmup_steps, self.steps
+                ),
             ));
         }
         self.optimizer.validate()?;

@@ -128,10 +128,14 @@ impl Trainer {
             .filter(|(_, t)| t.requires_grad())
             .collect();
         if params.is_empty() {
-            return Err(Error::invalid("objective", format!("`{}` has no trainable parameters", objective.name())));
+            return Err(Error::invalid(
+                "objective",
+                format!("`{}` has no trainable parameters", objective.name()),
+            ));
         }
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut optimizer = Optimizer::new(cfg.optimizer.clone(), params, |n, s| objective.no_weight_decay(n, s))?;
+        let mut optimizer =
+            Optimizer::new(cfg.optimizer.clone(), params, |n, s| objective.no_weight_decay(n, s))?;
 
         let mut start_step = 0;
         let mut position = LoaderPosition::default();
@@ -144,7 +148,11 @@ impl Trainer {
                     format!("was written by method `{}`, not `{}`", ck.meta.method, objective.name()),
                 ));
             }
-            checkpoint::restore_variables(objective.var_store(), &ck.model, &ck.path.join("model.safetensors"))?;
+            checkpoint::restore_variables(
+                objective.var_store(),
+                &ck.model,
+                &ck.path.join("model.safetensors"),
+            )?;
             optimizer
                 .load_state(ck.optimizer, ck.meta.optimizer_steps)
                 .map_err(|e| Error::checkpoint(ck.path.join("optimizer.safetensors"), e.to_string()))?;

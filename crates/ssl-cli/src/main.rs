@@ -1,0 +1,132 @@
+//! `ssl`: pretrain, evaluate and embed with ssl-rs methods.
+//!
+//! The method names, the default run and the run-directory layout are fixed by the project's
+//! command-line contract; see `ssl --help`.
+
+mod run;
+mod synthetic;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+/// Self-supervised pretraining on libtorch.
+#[derive(Parser, Debug)]
+#[command(name = "ssl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pretrain an encoder with a method, then evaluate it on labelled held-out data.
+    Pretrain(PretrainArgs),
+    /// Evaluate a checkpoint (linear probe, kNN) and print the report as JSON.
+    Evaluate(EvaluateArgs),
+    /// Write the representations of held-out data to a safetensors file.
+    Embed(EmbedArgs),
+    /// List the methods this build provides.
+    Methods,
+}
+
+/// Options of `ssl pretrain`.
+#[derive(Args, Debug, Clone)]
+pub struct PretrainArgs {
+    /// The method (see `ssl methods`).
+    pub method: String,
+    /// Training data (the method's embedded default dataset when absent).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Optimiser steps (default: the method's budget of about 5 minutes on 2 CPU cores).
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<u64>,
+    /// Epochs over the training data, converted to steps.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Run directory (default: runs/<method>-<unix time>). Must be new or empty unless
+    /// --resume or --force is given.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A TOML config file ([train], [data], [eval] tables); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// The run seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Samples per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Continue from a checkpoint folder or a run directory's newest checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Bit-reproducible CPU run (fixed thread counts).
+    #[arg(long)]
+    pub deterministic: bool,
+    /// Reuse a non-empty run directory, replacing what it holds.
+    #[arg(long)]
+    pub force: bool,
+    /// Skip the evaluation after training.
+    #[arg(long)]
+    pub no_eval: bool,
+    /// Labelled training split for the probes (replaces the embedded held-out split).
+    #[arg(long, requires = "probe_test")]
+    pub probe_train: Option<PathBuf>,
+    /// Labelled test split for the probes.
+    #[arg(long, requires = "probe_train")]
+    pub probe_test: Option<PathBuf>,
+}
+
+/// Options of `ssl evaluate`.
+#[derive(Args, Debug, Clone)]
+pub struct EvaluateArgs {
+    /// A checkpoint folder or a run directory (its newest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// Options of `ssl embed`.
+#[derive(Args, Debug, Clone)]
+pub struct EmbedArgs {
+    /// A checkpoint folder or a run directory (its newest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Output safetensors file (`embeddings` [N, D], `labels` [N]).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Methods => {
+            for (name, about) in run::METHODS {
+                println!("{name:12} {about}");
+            }
+            Ok(())
+        }
+        Command::Pretrain(args) => run::pretrain(&args),
+        Command::Evaluate(args) => run::evaluate(&args),
+        Command::Embed(args) => run::embed(&args),
+    }
+}

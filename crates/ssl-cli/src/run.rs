@@ -1,0 +1,129 @@
+//! What every method's command shares: the method table, run directories, config files,
+//! `summary.json`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{EmbedArgs, EvaluateArgs, PretrainArgs};
+
+/// The methods this build provides, with a line each.
+pub const METHODS: &[(&str, &str)] = &[(
+    "synthetic",
+    "contrastive (NT-Xent) pretraining of an MLP on synthetic Gaussian clusters; the end-to-end demo",
+)];
+
+/// Method names fixed by the command-line contract that later modality crates provide.
+const PLANNED: &[&str] = &[
+    "simclr", "moco-v2", "moco-v3", "byol", "mae", "inpainting", "rotation", "autoencoder", "bert",
+    "gpt", "wav2vec2", "cpc", "clip",
+];
+
+fn unknown_method(name: &str) -> anyhow::Error {
+    let available: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
+    if PLANNED.contains(&name) {
+        anyhow::anyhow!(
+            "method `{name}` is not part of this build yet; available: {}",
+            available.join(", ")
+        )
+    } else {
+        anyhow::anyhow!("unknown method `{name}`; available: {}", available.join(", "))
+    }
+}
+
+pub fn pretrain(args: &PretrainArgs) -> Result<()> {
+    match args.method.as_str() {
+        "synthetic" => crate::synthetic::pretrain(args),
+        other => Err(unknown_method(other)),
+    }
+}
+
+/// The method a checkpoint was written by.
+fn checkpoint_method(path: &Path) -> Result<(ssl_core::checkpoint::LoadedCheckpoint, String)> {
+    let ck = ssl_core::checkpoint::load(path)?;
+    let method = ck.meta.method.clone();
+    Ok((ck, method))
+}
+
+pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
+    let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    match method.as_str() {
+        "synthetic" => crate::synthetic::evaluate(ck, args.device.as_deref()),
+        other => Err(unknown_method(other)),
+    }
+}
+
+pub fn embed(args: &EmbedArgs) -> Result<()> {
+    let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    match method.as_str() {
+        "synthetic" => crate::synthetic::embed(ck, args.device.as_deref(), &args.output),
+        other => Err(unknown_method(other)),
+    }
+}
+
+/// Reads a TOML config file into `T`; errors name the file and the offending key.
+pub fn load_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+}
+
+/// The run directory to use: `--out`, or `runs/<method>-<unix time>`. A non-empty directory is
+/// refused unless the run resumes into it or `--force` is given (then its old outputs go).
+pub fn prepare_run_dir(args: &PretrainArgs) -> Result<PathBuf> {
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            PathBuf::from("runs").join(format!("{}-{secs}", args.method))
+        }
+    };
+    let non_empty = fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if non_empty && args.resume.is_none() {
+        if !args.force {
+            bail!(
+                "run directory {} is not empty; pass --resume {0} to continue it, --force to replace it, or another --out",
+                dir.display()
+            );
+        }
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes `value` as `name` in `dir` atomically (temporary file, fsync, rename).
+pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes the resolved config as `config.toml`.
+pub fn write_config<T: Serialize>(dir: &Path, config: &T) -> Result<()> {
+    let text = toml::to_string_pretty(config).context("cannot serialise the resolved config")?;
+    write_atomic(dir, "config.toml", text.as_bytes())
+}
+
+/// Writes `summary.json`.
+pub fn write_summary(dir: &Path, summary: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_vec_pretty(summary).context("cannot serialise the summary")?;
+    write_atomic(dir, "summary.json", &text)
+}
+
+/// Resolves `--device` (or the config's) to a libtorch device.
+pub fn resolve_device(flag: Option<&str>, configured: ssl_core::device::DeviceSpec) -> Result<ssl_core::tch::Device> {
+    let spec = match flag {
+        Some(s) => s.parse()?,
+        None => configured,
+    };
+    Ok(spec.resolve()?)
+}
