@@ -18,6 +18,7 @@
 
 pub mod encoder;
 pub mod error;
+pub mod eval;
 pub mod rng;
 
 pub use encoder::Encoder;
