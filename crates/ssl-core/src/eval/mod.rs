@@ -1,14 +1,16 @@
-//! Evaluation shared by every modality: feature extraction, linear probe and weighted kNN.
+//! Evaluation shared by every modality: feature extraction, linear probe, weighted kNN and
+//! fine-tuning.
 //!
 //! **Everything here works on tensors, never on images, tokens or audio**: a modality crate
 //! turns its held-out data into an input tensor, [`extract_features`] runs any
 //! [`Encoder`](crate::Encoder) over it, and the protocols below consume the resulting `[N, D]`
-//! features with `[N]` int64 labels.
+//! features with `[N]` int64 labels. Only [`finetune`] needs the encoder itself.
 //!
 //! | protocol | what it measures | reference |
 //! |---|---|---|
 //! | [`linear_probe`] | a softmax-regression head on frozen, standardised features | the linear evaluation protocol of SimCLR / MoCo |
 //! | [`knn_classify`] | cosine-similarity weighted k-nearest neighbours | Wu et al. 2018 (InstDisc), DINO's `eval_knn.py` |
+//! | [`finetune`] | encoder and a linear head trained end to end | the fine-tuning protocol of SimCLR / MAE |
 //!
 //! All randomness is seeded from the `seed` field of the configs, so on CPU the same inputs and
 //! config give bit-identical reports. Every report is a small serde struct meant to be written
@@ -32,6 +34,7 @@
 //! ```
 
 mod features;
+mod finetune;
 mod knn;
 mod linear_probe;
 mod train_util;
@@ -40,6 +43,7 @@ mod train_util;
 mod testutil;
 
 pub use features::{extract_features, validate_labelled, Standardizer};
+pub use finetune::{finetune, FinetuneConfig, FinetuneReport};
 pub use knn::{knn_classify, KnnConfig, KnnReport, KnnResult};
 pub use linear_probe::{linear_probe, LinearProbeConfig, LinearProbeReport};
 
