@@ -26,6 +26,7 @@ pub mod data;
 pub mod device;
 pub mod encoder;
 pub mod error;
+pub mod eval;
 pub mod loss;
 pub mod metrics;
 pub mod objective;
