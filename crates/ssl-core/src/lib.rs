@@ -21,6 +21,7 @@
 //! [`checkpoint`]s that resume bit for bit.
 
 pub mod augment;
+pub mod blocks;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
