@@ -1,4 +1,6 @@
 //! Building blocks that self-supervised methods share, written once (work in progress).
 
 pub mod init;
+pub mod posembed;
 
+pub use posembed::{sincos_1d, sincos_2d};
