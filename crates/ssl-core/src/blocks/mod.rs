@@ -2,5 +2,7 @@
 
 pub mod init;
 pub mod posembed;
+pub mod transformer;
 
 pub use posembed::{sincos_1d, sincos_2d};
+pub use transformer::{InitScheme, Transformer, TransformerBlock, TransformerConfig};
