@@ -73,9 +73,11 @@ pub fn load_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
 /// The run directory to use: `--out`, or `runs/<method>-<unix time>`. A non-empty directory is
 /// refused unless the run resumes into it or `--force` is given (then its old outputs go).
 pub fn prepare_run_dir(args: &PretrainArgs) -> Result<PathBuf> {
-    let dir = match &args.out {
-        Some(d) => d.clone(),
-        None => {
+    let dir = match (&args.out, &args.resume) {
+        (Some(d), _) => d.clone(),
+        // Resuming without --out continues in the run directory the checkpoint belongs to.
+        (None, Some(resume)) => resume_run_dir(resume)?,
+        (None, None) => {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -95,6 +97,19 @@ pub fn prepare_run_dir(args: &PretrainArgs) -> Result<PathBuf> {
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
     Ok(dir)
+}
+
+/// The run directory of a `--resume` target: the directory itself, or the run holding a
+/// checkpoint folder (`<run>/checkpoints/step-N`).
+fn resume_run_dir(resume: &Path) -> Result<PathBuf> {
+    let ck = ssl_core::checkpoint::resolve(resume)?;
+    if ck.starts_with(resume) && ck != resume {
+        return Ok(resume.to_path_buf());
+    }
+    ck.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .with_context(|| format!("cannot tell the run directory of checkpoint {}", ck.display()))
 }
 
 /// Writes `value` as `name` in `dir` atomically (temporary file, fsync, rename).

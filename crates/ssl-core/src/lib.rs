@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod rng;
+pub mod synthetic;
 pub mod trainer;
 
 pub use encoder::Encoder;

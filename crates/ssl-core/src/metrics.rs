@@ -45,14 +45,15 @@ pub struct JsonlSink {
 }
 
 impl JsonlSink {
-    /// Opens `path` for appending. With `keep_before = Some(step)` (a resumed run), records of
-    /// steps `>= step` left by the interrupted run are dropped first, so the file reads as one
-    /// uninterrupted run; with `None` the file is truncated.
-    pub fn open(path: &Path, keep_before: Option<u64>) -> Result<Self> {
+    /// Opens `path` for appending. With `keep_through = Some(step)` (a run resumed from the
+    /// checkpoint of `step` completed steps), records of later steps left by the interrupted run
+    /// are dropped first, so the file reads as one uninterrupted run; with `None` the file is
+    /// truncated.
+    pub fn open(path: &Path, keep_through: Option<u64>) -> Result<Self> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).with_path(parent)?;
         }
-        let kept: Vec<String> = match keep_before {
+        let kept: Vec<String> = match keep_through {
             Some(step) if path.exists() => {
                 let f = File::open(path).with_path(path)?;
                 BufReader::new(f)
@@ -62,7 +63,7 @@ impl JsonlSink {
                         serde_json::from_str::<serde_json::Value>(l)
                             .ok()
                             .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-                            .is_some_and(|s| s < step)
+                            .is_some_and(|s| s <= step)
                     })
                     .collect()
             }
@@ -137,7 +138,7 @@ mod tests {
         for key in ["step", "loss", "lr", "samples_per_sec", "acc"] {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }
-        let mut s = JsonlSink::open(&p, Some(3)).unwrap();
+        let mut s = JsonlSink::open(&p, Some(2)).unwrap();
         s.record(&rec(3)).unwrap();
         s.finish().unwrap();
         let steps: Vec<u64> = fs::read_to_string(&p)

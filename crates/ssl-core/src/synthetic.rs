@@ -142,7 +142,7 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<(Split, Split)> {
     cfg.validate()?;
     let mut rng = rng_for(cfg.seed, "synthetic-data", &[]);
     let std_normal = Normal::new(0.0f32, 1.0).map_err(|e| Error::invalid("normal", e.to_string()))?;
-    let mut gauss = |rng: &mut SslRng, n: usize, scale: f32| -> Vec<f32> {
+    let gauss = |rng: &mut SslRng, n: usize, scale: f32| -> Vec<f32> {
         (0..n).map(|_| std_normal.sample(rng) * scale).collect()
     };
     let means: Vec<Vec<f32>> = (0..cfg.num_classes).map(|_| gauss(&mut rng, cfg.latent_dim, cfg.class_spread)).collect();
@@ -152,7 +152,7 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<(Split, Split)> {
     let nuisance_dims = (cfg.dim - cfg.latent_dim).max(1);
     let nuisance: Vec<Vec<f32>> =
         (0..cfg.dim).map(|_| gauss(&mut rng, nuisance_dims, 1.0 / (nuisance_dims as f32).sqrt())).collect();
-    let mut split = |per_class: usize, rng: &mut SslRng| -> Split {
+    let split = |per_class: usize, rng: &mut SslRng| -> Split {
         let mut features = Vec::with_capacity(per_class * cfg.num_classes);
         let mut labels = Vec::with_capacity(per_class * cfg.num_classes);
         for i in 0..per_class * cfg.num_classes {

@@ -14,6 +14,15 @@ use ssl_core::tch::{nn, nn::Module, Device, Kind, Tensor};
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::{Encoder, Error, LossOutput, Objective, Result, StepContext};
 
+/// libtorch's random generator and thread count are process-wide, and tests in one binary run on
+/// parallel threads: every test here that initialises or trains a model holds this lock, so no
+/// other test reseeds libtorch between a seed and its use.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn train_config(steps: u64) -> TrainConfig {
     TrainConfig {
         steps,
@@ -42,6 +51,7 @@ fn variables(o: &impl Objective) -> BTreeMap<String, Vec<u32>> {
 /// moments, a warm-up + cosine schedule, seeded augmentations and a shuffled, prefetched loader.
 #[test]
 fn resume_is_bit_exact_on_cpu() {
+    let _torch = torch_lock();
     let cfg = SyntheticConfig::tiny();
     let total = 7;
     let k = 3;
@@ -165,6 +175,7 @@ fn regression_loader(batch_size: usize) -> DataLoader<InMemoryDataset<(Vec<f32>,
 
 #[test]
 fn gradient_accumulation_equals_the_large_batch() {
+    let _torch = torch_lock();
     for name in [OptimizerKind::Sgd, OptimizerKind::Adamw] {
         let optimizer = OptimizerConfig { name, lr: 0.05, weight_decay: 0.01, ..Default::default() };
         let mut big = Regression::new();
@@ -202,6 +213,7 @@ fn file_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let _torch = torch_lock();
     let dir = tempfile::tempdir().unwrap();
     let mut model = Regression::new();
     model.nan_at = Some(3);
@@ -229,6 +241,7 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn resuming_into_another_model_or_method_is_a_clear_error() {
+    let _torch = torch_lock();
     let dir = tempfile::tempdir().unwrap();
     let cfg = SyntheticConfig::tiny();
     let (loader, mut a) = synthetic::setup(&cfg, Device::Cpu).unwrap();
@@ -261,6 +274,7 @@ fn resuming_into_another_model_or_method_is_a_clear_error() {
 
 #[test]
 fn config_errors_name_the_field() {
+    let _torch = torch_lock();
     let err = toml::from_str::<TrainConfig>("steps = 10\nlr = 0.1").unwrap_err().to_string();
     assert!(err.contains("lr"), "{err}");
     let err = toml::from_str::<TrainConfig>("steps = \"ten\"").unwrap_err().to_string();
@@ -277,6 +291,7 @@ fn config_errors_name_the_field() {
 
 #[test]
 fn synthetic_pretraining_learns() {
+    let _torch = torch_lock();
     // Loss goes down and the pretext accuracy goes up within a few dozen steps.
     let cfg = SyntheticConfig { batch_size: 16, ..SyntheticConfig::tiny() };
     let (loader, mut o) = synthetic::setup(&cfg, Device::Cpu).unwrap();

@@ -37,6 +37,7 @@ mod features;
 mod finetune;
 mod knn;
 mod linear_probe;
+mod suite;
 mod train_util;
 
 #[cfg(test)]
@@ -46,6 +47,7 @@ pub use features::{extract_features, validate_labelled, Standardizer};
 pub use finetune::{finetune, FinetuneConfig, FinetuneReport};
 pub use knn::{knn_classify, KnnConfig, KnnReport, KnnResult};
 pub use linear_probe::{linear_probe, LinearProbeConfig, LinearProbeReport};
+pub use suite::{probe_encoder, probe_features, EvalConfig, ProbeSummary};
 
 use tch::{Kind, Tensor};
 

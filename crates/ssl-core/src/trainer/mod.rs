@@ -1,7 +1,7 @@
 //! The training loop, assembled from named parts: objective, data loader, optimiser, schedule,
 //! clipping, accumulation, checkpoints, metrics sinks.
 //!
-//! ```ignore
+//! ```
 //! use ssl_core::trainer::{Trainer, TrainConfig};
 //! use ssl_core::synthetic::{self, SyntheticConfig};
 //!
@@ -11,7 +11,7 @@
 //! let report = Trainer::new(train).fit(&mut objective, &loader).unwrap();
 //! assert_eq!(report.steps, 3);
 //! assert!(report.final_loss.is_finite());
-//! ```ignore
+//! ```
 
 mod config;
 
@@ -105,6 +105,9 @@ impl Trainer {
     /// The device is the one the objective's variables live on. A non-finite loss stops the
     /// run before the optimiser step with [`Error::NonFiniteLoss`]; checkpoints already written
     /// are left untouched and none is written for the failing step.
+    ///
+    /// libtorch's random generator and thread pool are process-wide: for bit-reproducible runs,
+    /// train one model per process (or serialise trainings, as the tests do).
     pub fn fit<O, D, B, S>(mut self, objective: &mut O, loader: &DataLoader<D, B, S>) -> Result<TrainReport>
     where
         O: Objective,
