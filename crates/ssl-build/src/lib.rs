@@ -17,6 +17,8 @@
 //! `.cargo/config.toml` sets `LIBTORCH` to the folder `cargo xtask setup` prepared. A user's
 //! `LD_LIBRARY_PATH` still wins at run time (the entry is a `RUNPATH`), which is how a binary built
 //! against the CPU libtorch runs against a full CUDA install on a GPU host.
+// The example above is a whole build script, so its `fn main` is the point, not noise.
+#![allow(clippy::needless_doctest_main)]
 
 use std::path::{Path, PathBuf};
 

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Pretrain an encoder with a method, then evaluate it on labelled held-out data.
-    Pretrain(PretrainArgs),
+    Pretrain(Box<PretrainArgs>),
     /// Evaluate a checkpoint (linear probe, kNN) and print the report as JSON.
     Evaluate(EvaluateArgs),
     /// Write the representations of held-out data to a safetensors file.
@@ -45,11 +45,11 @@ pub struct PretrainArgs {
     /// Epochs over the training data, converted to steps.
     #[arg(long)]
     pub epochs: Option<u64>,
-    /// Run directory (default: runs/<method>-<unix time>). Must be new or empty unless
+    /// Run directory (default: runs/METHOD-UNIXTIME). Must be new or empty unless
     /// --resume or --force is given.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// A TOML config file ([train], [data], [eval] tables); flags override it.
+    /// A TOML config file with train, data and eval tables; flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// cpu, cuda, cuda:N or auto.
@@ -101,7 +101,7 @@ pub struct EmbedArgs {
     /// A checkpoint folder or a run directory (its newest checkpoint).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Output safetensors file (`embeddings` [N, D], `labels` [N]).
+    /// Output safetensors file holding embeddings (N x D) and labels (N).
     #[arg(long)]
     pub output: PathBuf,
     /// cpu, cuda, cuda:N or auto.

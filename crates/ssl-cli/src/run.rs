@@ -18,17 +18,25 @@ pub const METHODS: &[(&str, &str)] = &[(
 
 /// Method names fixed by the command-line contract that later modality crates provide.
 const PLANNED: &[&str] = &[
-    "simclr", "moco-v2", "moco-v3", "byol", "mae", "inpainting", "rotation", "autoencoder", "bert",
-    "gpt", "wav2vec2", "cpc", "clip",
+    "simclr",
+    "moco-v2",
+    "moco-v3",
+    "byol",
+    "mae",
+    "inpainting",
+    "rotation",
+    "autoencoder",
+    "bert",
+    "gpt",
+    "wav2vec2",
+    "cpc",
+    "clip",
 ];
 
 fn unknown_method(name: &str) -> anyhow::Error {
     let available: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
     if PLANNED.contains(&name) {
-        anyhow::anyhow!(
-            "method `{name}` is not part of this build yet; available: {}",
-            available.join(", ")
-        )
+        anyhow::anyhow!("method `{name}` is not part of this build yet; available: {}", available.join(", "))
     } else {
         anyhow::anyhow!("unknown method `{name}`; available: {}", available.join(", "))
     }
@@ -117,7 +125,9 @@ pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
     fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -135,7 +145,10 @@ pub fn write_summary(dir: &Path, summary: &serde_json::Value) -> Result<()> {
 }
 
 /// Resolves `--device` (or the config's) to a libtorch device.
-pub fn resolve_device(flag: Option<&str>, configured: ssl_core::device::DeviceSpec) -> Result<ssl_core::tch::Device> {
+pub fn resolve_device(
+    flag: Option<&str>,
+    configured: ssl_core::device::DeviceSpec,
+) -> Result<ssl_core::tch::Device> {
     let spec = match flag {
         Some(s) => s.parse()?,
         None => configured,

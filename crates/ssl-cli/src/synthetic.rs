@@ -33,15 +33,24 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        let mut train = TrainConfig { steps: DEFAULT_STEPS, log_every: 25, checkpoint_every: 500, ..Default::default() };
+        let mut train =
+            TrainConfig { steps: DEFAULT_STEPS, log_every: 25, checkpoint_every: 500, ..Default::default() };
         train.optimizer.lr = 2e-3;
         train.optimizer.weight_decay = 1e-4;
         train.schedule.warmup_steps = 50;
-        Self { method: "synthetic".into(), train, data: SyntheticConfig::default(), eval: EvalConfig::default() }
+        Self {
+            method: "synthetic".into(),
+            train,
+            data: SyntheticConfig::default(),
+            eval: EvalConfig::default(),
+        }
     }
 }
 
-fn resolve_config(args: &PretrainArgs, batches_per_epoch: impl Fn(&RunConfig) -> Result<u64>) -> Result<RunConfig> {
+fn resolve_config(
+    args: &PretrainArgs,
+    batches_per_epoch: impl Fn(&RunConfig) -> Result<u64>,
+) -> Result<RunConfig> {
     let mut cfg: RunConfig = match &args.config {
         Some(path) => run::load_config(path)?,
         None => RunConfig::default(),
@@ -92,7 +101,11 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     let (loader, mut objective) = synthetic::setup(&cfg.data, device)?;
     let dir = run::prepare_run_dir(args)?;
     run::write_config(&dir, &cfg)?;
-    eprintln!("training `synthetic` for {} steps on {device:?}; run directory {}", cfg.train.steps, dir.display());
+    eprintln!(
+        "training `synthetic` for {} steps on {device:?}; run directory {}",
+        cfg.train.steps,
+        dir.display()
+    );
 
     let snapshot = serde_json::to_value(&cfg)?;
     let report = Trainer::new(cfg.train.clone())
@@ -141,8 +154,9 @@ fn evaluation(cfg: &RunConfig, trained: &VectorSimclr, device: Device) -> Result
 }
 
 fn restore(ck: &LoadedCheckpoint, device: Option<&str>) -> Result<(RunConfig, VectorSimclr, Device)> {
-    let cfg: RunConfig = serde_json::from_value(ck.meta.config.clone())
-        .with_context(|| format!("checkpoint {}: its stored config is not a synthetic run config", ck.path.display()))?;
+    let cfg: RunConfig = serde_json::from_value(ck.meta.config.clone()).with_context(|| {
+        format!("checkpoint {}: its stored config is not a synthetic run config", ck.path.display())
+    })?;
     let device = run::resolve_device(device, cfg.train.device)?;
     let objective = VectorSimclr::new(&cfg.data, device)?;
     checkpoint::restore_variables(objective.var_store(), &ck.model, &ck.path.join("model.safetensors"))?;
@@ -152,7 +166,12 @@ fn restore(ck: &LoadedCheckpoint, device: Option<&str>) -> Result<(RunConfig, Ve
 pub fn evaluate(ck: LoadedCheckpoint, device: Option<&str>) -> Result<()> {
     let (cfg, objective, device) = restore(&ck, device)?;
     let report = evaluation(&cfg, &objective, device)?;
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report }))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report })
+        )?
+    );
     Ok(())
 }
 

@@ -3,18 +3,19 @@
 //! trainer (loader, augmentations, objective, optimiser, checkpoints, evaluation) in seconds, and
 //! serves as the demo and test bed until a modality method is chosen.
 //!
-//! The data: each class has a mean in a low-dimensional latent space; a sample is its class mean
-//! plus isotropic latent noise, mapped to the observed space by a fixed random linear map, plus
-//! nuisance variation in other directions that is larger than the class signal. Views are the
-//! sample with Gaussian noise added and random features zeroed. Nothing here is tuned for
-//! accuracy; it shows that the machinery trains.
+//! The data: each class has a mean in a low-dimensional *content* space; a sample's content is
+//! its class mean plus isotropic noise. An observation renders content and a random *nuisance*
+//! vector (larger than the class signal) through fixed random linear maps and a `tanh`. Like
+//! image augmentations, which change appearance but not identity, each view re-renders the
+//! sample's content with fresh nuisance, then adds noise and zeroes random features. Pretraining
+//! must therefore learn to ignore nuisance, which raw inputs do not: kNN on raw inputs is
+//! dominated by it. Nothing here is tuned for accuracy; it shows that the machinery trains.
 
 use rand::Rng;
-use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::augment::{views, Augmentation, Compose, FeatureDropout, GaussianNoise, RandomApply};
+use crate::augment::{Augmentation, Compose, FeatureDropout, GaussianNoise, RandomApply};
 use crate::blocks::{MlpHead, MlpHeadConfig};
 use crate::data::{BatchBuilder, DataLoader, InMemoryDataset, LoaderConfig, RandomSampler};
 use crate::encoder::Encoder;
@@ -109,7 +110,7 @@ impl SyntheticConfig {
         if self.repr_dim < 1 || self.proj_dim < 1 {
             return bad("repr_dim", "widths must be positive");
         }
-        if !(self.temperature > 0.0) {
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
             return bad("temperature", "must be positive");
         }
         if self.batch_size < 2 {
@@ -122,7 +123,9 @@ impl SyntheticConfig {
 /// Labelled samples of one split.
 #[derive(Debug, Clone)]
 pub struct Split {
-    /// Feature vectors.
+    /// The content vector of each sample (what views share).
+    pub latents: Vec<Vec<f32>>,
+    /// One rendered observation of each sample (what probes see).
     pub features: Vec<Vec<f32>>,
     /// Class of each vector.
     pub labels: Vec<i64>,
@@ -137,54 +140,97 @@ impl Split {
     }
 }
 
+/// The fixed generative model of the task: class means and the rendering maps.
+#[derive(Debug, Clone)]
+pub struct World {
+    means: Vec<Vec<f32>>,
+    signal: Vec<Vec<f32>>,
+    nuisance: Vec<Vec<f32>>,
+    nuisance_std: f32,
+}
+
+fn gaussian(rng: &mut SslRng, n: usize, scale: f32) -> Vec<f32> {
+    // Box-Muller over the generator's uniform stream (specified, hence portable).
+    (0..n)
+        .map(|_| {
+            let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
+            let u2: f32 = rng.gen();
+            scale * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect()
+}
+
+fn matvec(m: &[Vec<f32>], v: &[f32]) -> Vec<f32> {
+    m.iter().map(|row| row.iter().zip(v).map(|(a, b)| a * b).sum()).collect()
+}
+
+impl World {
+    /// The world of `cfg` (a pure function of it).
+    pub fn new(cfg: &SyntheticConfig) -> Result<Self> {
+        cfg.validate()?;
+        let mut rng = rng_for(cfg.seed, "synthetic-world", &[]);
+        let means =
+            (0..cfg.num_classes).map(|_| gaussian(&mut rng, cfg.latent_dim, cfg.class_spread)).collect();
+        let nuisance_dims = (cfg.dim - cfg.latent_dim).max(1);
+        let signal = (0..cfg.dim)
+            .map(|_| gaussian(&mut rng, cfg.latent_dim, 1.0 / (cfg.latent_dim as f32).sqrt()))
+            .collect();
+        let nuisance = (0..cfg.dim)
+            .map(|_| gaussian(&mut rng, nuisance_dims, 1.0 / (nuisance_dims as f32).sqrt()))
+            .collect();
+        Ok(Self { means, signal, nuisance, nuisance_std: cfg.nuisance_std })
+    }
+
+    /// Renders content `z` with a fresh nuisance draw: `tanh(S·z + N·u)`.
+    pub fn render(&self, z: &[f32], rng: &mut SslRng) -> Vec<f32> {
+        let u = gaussian(rng, self.nuisance.first().map_or(0, Vec::len), self.nuisance_std);
+        matvec(&self.signal, z).iter().zip(matvec(&self.nuisance, &u)).map(|(s, n)| (s + n).tanh()).collect()
+    }
+
+    /// `per_class` labelled samples of every class, rendered once.
+    pub fn sample(&self, per_class: usize, rng: &mut SslRng) -> Split {
+        let n = per_class * self.means.len();
+        let mut split = Split {
+            latents: Vec::with_capacity(n),
+            features: Vec::with_capacity(n),
+            labels: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let c = i % self.means.len();
+            let z: Vec<f32> = self.means[c]
+                .iter()
+                .zip(gaussian(rng, self.means[c].len(), 1.0))
+                .map(|(m, e)| m + e)
+                .collect();
+            split.features.push(self.render(&z, rng));
+            split.latents.push(z);
+            split.labels.push(c as i64);
+        }
+        split
+    }
+}
+
 /// Generates the train and test splits (a pure function of the config).
 pub fn generate(cfg: &SyntheticConfig) -> Result<(Split, Split)> {
-    cfg.validate()?;
+    let world = World::new(cfg)?;
     let mut rng = rng_for(cfg.seed, "synthetic-data", &[]);
-    let std_normal = Normal::new(0.0f32, 1.0).map_err(|e| Error::invalid("normal", e.to_string()))?;
-    let gauss = |rng: &mut SslRng, n: usize, scale: f32| -> Vec<f32> {
-        (0..n).map(|_| std_normal.sample(rng) * scale).collect()
-    };
-    let means: Vec<Vec<f32>> = (0..cfg.num_classes).map(|_| gauss(&mut rng, cfg.latent_dim, cfg.class_spread)).collect();
-    // Signal map (latent -> observed) and nuisance map (observed-sized noise), both fixed.
-    let signal: Vec<Vec<f32>> =
-        (0..cfg.dim).map(|_| gauss(&mut rng, cfg.latent_dim, 1.0 / (cfg.latent_dim as f32).sqrt())).collect();
-    let nuisance_dims = (cfg.dim - cfg.latent_dim).max(1);
-    let nuisance: Vec<Vec<f32>> =
-        (0..cfg.dim).map(|_| gauss(&mut rng, nuisance_dims, 1.0 / (nuisance_dims as f32).sqrt())).collect();
-    let split = |per_class: usize, rng: &mut SslRng| -> Split {
-        let mut features = Vec::with_capacity(per_class * cfg.num_classes);
-        let mut labels = Vec::with_capacity(per_class * cfg.num_classes);
-        for i in 0..per_class * cfg.num_classes {
-            let c = i % cfg.num_classes;
-            let z: Vec<f32> = means[c].iter().map(|m| m + std_normal.sample(rng)).collect();
-            let u = gauss(rng, nuisance_dims, cfg.nuisance_std);
-            let x = (0..cfg.dim)
-                .map(|d| {
-                    let s: f32 = signal[d].iter().zip(&z).map(|(a, b)| a * b).sum();
-                    let n: f32 = nuisance[d].iter().zip(&u).map(|(a, b)| a * b).sum();
-                    s + n
-                })
-                .collect();
-            features.push(x);
-            labels.push(c as i64);
-        }
-        Split { features, labels }
-    };
-    let train = split(cfg.train_per_class, &mut rng);
-    let test = split(cfg.test_per_class, &mut rng);
+    let train = world.sample(cfg.train_per_class, &mut rng);
+    let test = world.sample(cfg.test_per_class, &mut rng);
     Ok((train, test))
 }
 
-/// Builds two augmented views per sample and collates them into `[views1, views2]`.
+/// Renders two views of each sample's content (fresh nuisance each), augments them, and
+/// collates them into `[views1, views2]`.
 pub struct TwoViews {
+    world: World,
     aug: Compose<Vec<f32>>,
 }
 
 impl TwoViews {
-    /// Views with the config's noise and dropout.
-    pub fn new(cfg: &SyntheticConfig) -> Self {
+    /// Views of `world` with the config's noise and dropout.
+    pub fn new(world: World, cfg: &SyntheticConfig) -> Self {
         Self {
+            world,
             aug: Compose::new(vec![
                 Box::new(GaussianNoise::new(cfg.view_noise_std)) as Box<dyn Augmentation<Vec<f32>>>,
                 Box::new(RandomApply::new(FeatureDropout::new(cfg.view_dropout), 0.5)),
@@ -197,10 +243,8 @@ impl BatchBuilder<Vec<f32>> for TwoViews {
     type Sample = Vec<Vec<f32>>;
     type Batch = Vec<Tensor>;
 
-    fn prepare(&self, item: Vec<f32>, rng: &mut SslRng) -> Result<Vec<Vec<f32>>> {
-        // One draw keeps the stream layout stable if the pipeline grows.
-        let _: u8 = rng.gen();
-        Ok(views(&self.aug, &item, 2, rng))
+    fn prepare(&self, content: Vec<f32>, rng: &mut SslRng) -> Result<Vec<Vec<f32>>> {
+        Ok((0..2).map(|_| self.aug.apply(&self.world.render(&content, rng), rng)).collect())
     }
 
     fn collate(&self, samples: Vec<Vec<Vec<f32>>>) -> Result<Vec<Tensor>> {
@@ -280,8 +324,17 @@ impl Objective for VectorSimclr {
         // Pretext accuracy: is each view's nearest other embedding its partner?
         let acc = tch::no_grad(|| -> Result<Tensor> {
             let zn = crate::loss::normalize(&z);
-            let sim = zn.matmul(&zn.tr()).f_fill_diagonal_(f64::NEG_INFINITY, false).torch_context("pretext accuracy")?;
-            let target = Tensor::cat(&[Tensor::arange_start(n, 2 * n, (Kind::Int64, z.device())), Tensor::arange(n, (Kind::Int64, z.device()))], 0);
+            let sim = zn
+                .matmul(&zn.tr())
+                .f_fill_diagonal_(f64::NEG_INFINITY, false)
+                .torch_context("pretext accuracy")?;
+            let target = Tensor::cat(
+                &[
+                    Tensor::arange_start(n, 2 * n, (Kind::Int64, z.device())),
+                    Tensor::arange(n, (Kind::Int64, z.device())),
+                ],
+                0,
+            );
             Ok(sim.argmax(1, false).eq_tensor(&target).to_kind(Kind::Float).mean(Kind::Float))
         })?;
         Ok(LossOutput::new(loss).with_metric("pretext_acc", &acc))
@@ -298,9 +351,15 @@ pub type SyntheticLoader = DataLoader<InMemoryDataset<Vec<f32>>, TwoViews, Rando
 /// The training loader and a fresh objective for `cfg` on `device`.
 pub fn setup(cfg: &SyntheticConfig, device: Device) -> Result<(SyntheticLoader, VectorSimclr)> {
     let (train, _) = generate(cfg)?;
-    let dataset = InMemoryDataset::new("synthetic train split", train.features)?;
-    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, drop_last: true, prefetch: 2, seed: cfg.seed };
-    let loader = DataLoader::new(dataset, TwoViews::new(cfg), RandomSampler::new(cfg.seed), loader_cfg)?;
+    let dataset = InMemoryDataset::new("synthetic train split", train.latents)?;
+    let loader_cfg =
+        LoaderConfig { batch_size: cfg.batch_size, drop_last: true, prefetch: 2, seed: cfg.seed };
+    let loader = DataLoader::new(
+        dataset,
+        TwoViews::new(World::new(cfg)?, cfg),
+        RandomSampler::new(cfg.seed),
+        loader_cfg,
+    )?;
     Ok((loader, VectorSimclr::new(cfg, device)?))
 }
 

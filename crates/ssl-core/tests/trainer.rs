@@ -1,4 +1,5 @@
 //! Behaviour of the trainer: exact resume, gradient accumulation, non-finite losses, bad inputs.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::collections::BTreeMap;
 use std::fs;

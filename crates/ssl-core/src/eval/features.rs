@@ -39,11 +39,7 @@ pub fn extract_features(
     }
     let size = inputs.size();
     let Some(&n) = size.first() else {
-        return Err(Error::shape(
-            "encoder inputs",
-            "[N, ...] (a batch dimension)",
-            &size,
-        ));
+        return Err(Error::shape("encoder inputs", "[N, ...] (a batch dimension)", &size));
     };
     let d = encoder.output_dim();
     if d <= 0 {
@@ -105,19 +101,12 @@ impl Standardizer {
     pub fn fit(features: &Tensor) -> Result<Self> {
         let size = features.size();
         if size.len() != 2 || size[0] == 0 {
-            return Err(Error::shape(
-                "standardizer input",
-                "[N, D] with N > 0",
-                &size,
-            ));
+            return Err(Error::shape("standardizer input", "[N, D] with N > 0", &size));
         }
         if !features.is_floating_point() {
             return Err(Error::invalid(
                 "features",
-                format!(
-                    "standardizer needs floating-point features, got {:?}",
-                    features.kind()
-                ),
+                format!("standardizer needs floating-point features, got {:?}", features.kind()),
             ));
         }
         let x = features.to_kind(Kind::Double);
@@ -134,9 +123,8 @@ impl Standardizer {
     /// before, as the probes do).
     pub fn apply(&self, features: &Tensor) -> Tensor {
         let device = features.device();
-        ((features.to_kind(Kind::Double) - self.mean.to_device(device))
-            / self.std.to_device(device))
-        .to_kind(features.kind())
+        ((features.to_kind(Kind::Double) - self.mean.to_device(device)) / self.std.to_device(device))
+            .to_kind(features.kind())
     }
 }
 
@@ -158,26 +146,16 @@ impl Standardizer {
 pub fn validate_labelled(features: &Tensor, labels: &Tensor, what: &str) -> Result<()> {
     let fs = features.size();
     if fs.len() != 2 || fs[1] == 0 {
-        return Err(Error::shape(
-            format!("{what} features"),
-            "[N, D] with D > 0",
-            &fs,
-        ));
+        return Err(Error::shape(format!("{what} features"), "[N, D] with D > 0", &fs));
     }
     if !features.is_floating_point() {
-        return Err(Error::data(
-            what,
-            format!("features must be floating point, got {:?}", features.kind()),
-        ));
+        return Err(Error::data(what, format!("features must be floating point, got {:?}", features.kind())));
     }
     validate_labels(labels, fs[0], what)?;
     let bad = i64::try_from(features.isfinite().logical_not().sum(Kind::Int64))
         .torch_context(format!("{what}: counting non-finite features"))?;
     if bad > 0 {
-        return Err(Error::data(
-            what,
-            format!("{bad} feature values are NaN or infinite"),
-        ));
+        return Err(Error::data(what, format!("{bad} feature values are NaN or infinite")));
     }
     Ok(())
 }
@@ -186,37 +164,23 @@ pub fn validate_labelled(features: &Tensor, labels: &Tensor, what: &str) -> Resu
 pub(crate) fn validate_labels(labels: &Tensor, n: i64, what: &str) -> Result<()> {
     let ls = labels.size();
     if ls.len() != 1 {
-        return Err(Error::shape(
-            format!("{what} labels"),
-            format!("[{n}]"),
-            &ls,
-        ));
+        return Err(Error::shape(format!("{what} labels"), format!("[{n}]"), &ls));
     }
     if labels.kind() != Kind::Int64 {
         return Err(Error::data(
             what,
-            format!(
-                "labels must be int64 class indices, got {:?}",
-                labels.kind()
-            ),
+            format!("labels must be int64 class indices, got {:?}", labels.kind()),
         ));
     }
     if ls[0] != n {
-        return Err(Error::shape(
-            format!("{what} labels"),
-            format!("[{n}] (one label per row)"),
-            &ls,
-        ));
+        return Err(Error::shape(format!("{what} labels"), format!("[{n}] (one label per row)"), &ls));
     }
     if n == 0 {
         return Err(Error::data(what, "the split is empty"));
     }
     let min = i64::try_from(labels.min()).torch_context(format!("{what}: smallest label"))?;
     if min < 0 {
-        return Err(Error::data(
-            what,
-            format!("labels must be >= 0, found {min}"),
-        ));
+        return Err(Error::data(what, format!("labels must be >= 0, found {min}")));
     }
     Ok(())
 }
@@ -235,8 +199,7 @@ mod tests {
     fn extract_matches_one_big_batch_and_checks_output_shape() {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let enc = TinyMlp::new(&vs.root(), 4, 6, 3, 1);
-        let x =
-            Tensor::from_slice(&(0..28).map(|v| v as f32 / 10.0).collect::<Vec<_>>()).view([7, 4]);
+        let x = Tensor::from_slice(&(0..28).map(|v| v as f32 / 10.0).collect::<Vec<_>>()).view([7, 4]);
         let z = extract_features(&enc, &x, 3, Device::Cpu).expect("extract");
         let whole = tch::no_grad(|| enc.encode(&x, false));
         assert_eq!(z.size(), vec![7, 3]);
@@ -245,10 +208,7 @@ mod tests {
         let mut bad = TinyMlp::new(&vs.root(), 4, 6, 3, 2);
         bad.claimed_dim = 5;
         let e = extract_features(&bad, &x, 3, Device::Cpu).expect_err("wrong dim");
-        assert!(
-            matches!(&e, Error::Shape { what, .. } if what == "encoder output"),
-            "{e}"
-        );
+        assert!(matches!(&e, Error::Shape { what, .. } if what == "encoder output"), "{e}");
         assert!(extract_features(&enc, &x, 0, Device::Cpu).is_err());
     }
 
@@ -261,9 +221,7 @@ mod tests {
         let expected = s.apply(&test) + 7.5 / s.std.to_kind(Kind::Float);
         assert!(shifted.allclose(&expected, 1e-5, 1e-5, false));
         // Refitting on the shifted test split would remove the shift; fit-on-train must not.
-        let refit = Standardizer::fit(&(&test + 7.5))
-            .expect("fit")
-            .apply(&(&test + 7.5));
+        let refit = Standardizer::fit(&(&test + 7.5)).expect("fit").apply(&(&test + 7.5));
         assert!(!shifted.allclose(&refit, 1e-2, 1e-2, false));
     }
 
@@ -271,10 +229,7 @@ mod tests {
     fn standardizer_constant_column_maps_to_zero() {
         let x = Tensor::from_slice(&[3.0f64, 1.0, 3.0, 2.0]).view([2, 2]);
         let z = Standardizer::fit(&x).expect("fit").apply(&x);
-        assert_eq!(
-            Vec::<f64>::try_from(z.select(1, 0)).expect("f64"),
-            vec![0.0, 0.0]
-        );
+        assert_eq!(Vec::<f64>::try_from(z.select(1, 0)).expect("f64"), vec![0.0, 0.0]);
         assert!(Standardizer::fit(&Tensor::from_slice(&[1i64, 2]).view([1, 2])).is_err());
     }
 
@@ -307,27 +262,12 @@ mod tests {
         let what = "probe train split";
         assert!(validate_labelled(&x, &y, what).is_ok());
         let cases = [
-            (
-                "mismatched N",
-                validate_labelled(&x, &y.narrow(0, 0, 3), what),
-            ),
-            (
-                "1-D features",
-                validate_labelled(&x.flatten(0, -1), &y, what),
-            ),
-            (
-                "float labels",
-                validate_labelled(&x, &y.to_kind(Kind::Float), what),
-            ),
+            ("mismatched N", validate_labelled(&x, &y.narrow(0, 0, 3), what)),
+            ("1-D features", validate_labelled(&x.flatten(0, -1), &y, what)),
+            ("float labels", validate_labelled(&x, &y.to_kind(Kind::Float), what)),
             ("negative labels", validate_labelled(&x, &(&y - 1), what)),
-            (
-                "int features",
-                validate_labelled(&x.to_kind(Kind::Int64), &y, what),
-            ),
-            (
-                "empty split",
-                validate_labelled(&x.narrow(0, 0, 0), &y.narrow(0, 0, 0), what),
-            ),
+            ("int features", validate_labelled(&x.to_kind(Kind::Int64), &y, what)),
+            ("empty split", validate_labelled(&x.narrow(0, 0, 0), &y.narrow(0, 0, 0), what)),
         ];
         for (case, r) in cases {
             let msg = err_text(r);

@@ -41,14 +41,7 @@ pub struct FinetuneConfig {
 
 impl Default for FinetuneConfig {
     fn default() -> Self {
-        Self {
-            epochs: 10,
-            lr: 1e-3,
-            weight_decay: 0.05,
-            batch_size: 64,
-            seed: 0,
-            head_lr_scale: 1.0,
-        }
+        Self { epochs: 10, lr: 1e-3, weight_decay: 0.05, batch_size: 64, seed: 0, head_lr_scale: 1.0 }
     }
 }
 
@@ -59,10 +52,7 @@ impl FinetuneConfig {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::config(
-                    format!("finetune.{name}"),
-                    format!("must be > 0, got {v}"),
-                ))
+                Err(Error::config(format!("finetune.{name}"), format!("must be > 0, got {v}")))
             }
         };
         if self.epochs == 0 {
@@ -147,10 +137,7 @@ pub fn finetune(
     if encoder_vars.device() != device {
         return Err(Error::Device {
             requested: format!("{device:?}"),
-            message: format!(
-                "the encoder's variables live on {:?}",
-                encoder_vars.device()
-            ),
+            message: format!("the encoder's variables live on {:?}", encoder_vars.device()),
         });
     }
     validate_labels(train_labels, rows(train_inputs), "fine-tune train split")?;
@@ -164,13 +151,9 @@ pub fn finetune(
     let head_vars = nn::VarStore::new(device);
     let head = zero_linear(head_vars.root() / "head", d, c);
     let adamw = nn::adamw(0.9, 0.999, cfg.weight_decay);
-    let mut enc_opt = adamw
-        .build(encoder_vars, cfg.lr)
-        .torch_context("fine-tune encoder optimiser")?;
+    let mut enc_opt = adamw.build(encoder_vars, cfg.lr).torch_context("fine-tune encoder optimiser")?;
     let head_lr = cfg.lr * cfg.head_lr_scale;
-    let mut head_opt = adamw
-        .build(&head_vars, head_lr)
-        .torch_context("fine-tune head optimiser")?;
+    let mut head_opt = adamw.build(&head_vars, head_lr).torch_context("fine-tune head optimiser")?;
 
     let n_train = rows(train_inputs);
     let (input_device, label_device) = (train_inputs.device(), train_labels.device());
@@ -179,36 +162,18 @@ pub fn finetune(
     let total = cfg.epochs * steps_per_epoch;
     let mut step = 0;
     for epoch in 0..cfg.epochs {
-        let batches = epoch_batches(
-            n_train,
-            cfg.batch_size,
-            cfg.seed,
-            "finetune",
-            epoch,
-            true,
-            Device::Cpu,
-        );
+        let batches = epoch_batches(n_train, cfg.batch_size, cfg.seed, "finetune", epoch, true, Device::Cpu);
         let mut last = None;
         for idx in batches {
             seed_torch(cfg.seed, "finetune", &[step as u64]);
-            let x = train_inputs
-                .index_select(0, &idx.to_device(input_device))
-                .to_device(device);
-            let y = train_labels
-                .index_select(0, &idx.to_device(label_device))
-                .to_device(device);
+            let x = train_inputs.index_select(0, &idx.to_device(input_device)).to_device(device);
+            let y = train_labels.index_select(0, &idx.to_device(label_device)).to_device(device);
             let z = encoder.encode(&x, true);
             let b = rows(&x);
             if z.size() != [b, d] {
-                return Err(Error::shape(
-                    "encoder output",
-                    format!("[{b}, {d}]"),
-                    &z.size(),
-                ));
+                return Err(Error::shape("encoder output", format!("[{b}, {d}]"), &z.size()));
             }
-            let loss = head
-                .forward(&z.to_kind(Kind::Float))
-                .cross_entropy_for_logits(&y);
+            let loss = head.forward(&z.to_kind(Kind::Float)).cross_entropy_for_logits(&y);
             enc_opt.set_lr(cosine_lr(cfg.lr, step, total));
             head_opt.set_lr(cosine_lr(head_lr, step, total));
             enc_opt.zero_grad();
@@ -248,13 +213,7 @@ mod tests {
     }
 
     fn quick() -> FinetuneConfig {
-        FinetuneConfig {
-            epochs: 15,
-            lr: 1e-2,
-            batch_size: 16,
-            seed: 3,
-            ..Default::default()
-        }
+        FinetuneConfig { epochs: 15, lr: 1e-2, batch_size: 16, seed: 3, ..Default::default() }
     }
 
     #[test]
@@ -263,16 +222,12 @@ mod tests {
         let (xte, yte) = blobs(20, 3, 8, 4.0, 2);
         let (vs, enc) = setup(7);
         let before: Vec<Tensor> = vs.trainable_variables().iter().map(|t| t.copy()).collect();
-        let r =
-            finetune(&enc, &vs, &xtr, &ytr, &xte, &yte, &quick(), Device::Cpu).expect("finetune");
+        let r = finetune(&enc, &vs, &xtr, &ytr, &xte, &yte, &quick(), Device::Cpu).expect("finetune");
         assert!(r.top1 > 0.95 && r.train_top1 > 0.95, "{r:?}");
         let after = vs.trainable_variables();
         assert_eq!(before.len(), after.len());
         for (b, a) in before.iter().zip(&after) {
-            assert!(
-                !b.allclose(a, 1e-6, 1e-6, false),
-                "a variable did not change"
-            );
+            assert!(!b.allclose(a, 1e-6, 1e-6, false), "a variable did not change");
         }
     }
 
@@ -282,14 +237,9 @@ mod tests {
         let (xte, yte) = blobs(10, 3, 8, 1.0, 5);
         let run = || {
             let (vs, enc) = setup(9);
-            let cfg = FinetuneConfig {
-                epochs: 2,
-                ..quick()
-            };
-            let r =
-                finetune(&enc, &vs, &xtr, &ytr, &xte, &yte, &cfg, Device::Cpu).expect("finetune");
-            let w: Vec<f32> =
-                Vec::try_from(vs.trainable_variables()[0].flatten(0, -1)).expect("f32");
+            let cfg = FinetuneConfig { epochs: 2, ..quick() };
+            let r = finetune(&enc, &vs, &xtr, &ytr, &xte, &yte, &cfg, Device::Cpu).expect("finetune");
+            let w: Vec<f32> = Vec::try_from(vs.trainable_variables()[0].flatten(0, -1)).expect("f32");
             (serde_json::to_string(&r).expect("json"), w)
         };
         let (a, b) = (run(), run());
@@ -304,41 +254,16 @@ mod tests {
     fn errors_name_the_split_and_the_encoder_output() {
         let (x, y) = blobs(4, 2, 8, 1.0, 6);
         let (vs, enc) = setup(1);
-        let e = finetune(
-            &enc,
-            &vs,
-            &x,
-            &y.narrow(0, 0, 3),
-            &x,
-            &y,
-            &quick(),
-            Device::Cpu,
-        )
-        .expect_err("N");
+        let e = finetune(&enc, &vs, &x, &y.narrow(0, 0, 3), &x, &y, &quick(), Device::Cpu).expect_err("N");
         assert!(e.to_string().contains("fine-tune train split"), "{e}");
-        let e = finetune(
-            &enc,
-            &vs,
-            &x,
-            &y,
-            &x,
-            &y.to_kind(Kind::Float),
-            &quick(),
-            Device::Cpu,
-        )
-        .expect_err("float labels");
+        let e = finetune(&enc, &vs, &x, &y, &x, &y.to_kind(Kind::Float), &quick(), Device::Cpu)
+            .expect_err("float labels");
         assert!(e.to_string().contains("fine-tune test split"), "{e}");
         let (vs2, mut wrong) = setup(2);
         wrong.claimed_dim = 3;
         let e = finetune(&wrong, &vs2, &x, &y, &x, &y, &quick(), Device::Cpu).expect_err("dim");
-        assert!(
-            matches!(&e, Error::Shape { what, .. } if what == "encoder output"),
-            "{e}"
-        );
-        let bad = FinetuneConfig {
-            head_lr_scale: 0.0,
-            ..quick()
-        };
+        assert!(matches!(&e, Error::Shape { what, .. } if what == "encoder output"), "{e}");
+        let bad = FinetuneConfig { head_lr_scale: 0.0, ..quick() };
         let e = finetune(&enc, &vs, &x, &y, &x, &y, &bad, Device::Cpu).expect_err("cfg");
         assert!(e.to_string().contains("finetune.head_lr_scale"), "{e}");
     }

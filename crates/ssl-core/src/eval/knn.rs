@@ -29,11 +29,7 @@ pub struct KnnConfig {
 
 impl Default for KnnConfig {
     fn default() -> Self {
-        Self {
-            ks: vec![20, 200],
-            temperature: 0.1,
-            chunk_size: 256,
-        }
+        Self { ks: vec![20, 200], temperature: 0.1, chunk_size: 256 }
     }
 }
 
@@ -47,10 +43,7 @@ impl KnnConfig {
             return Err(Error::config("knn.ks", "every k must be at least 1"));
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(Error::config(
-                "knn.temperature",
-                format!("must be > 0, got {}", self.temperature),
-            ));
+            return Err(Error::config("knn.temperature", format!("must be > 0, got {}", self.temperature)));
         }
         if self.chunk_size == 0 {
             return Err(Error::config("knn.chunk_size", "must be at least 1"));
@@ -123,11 +116,7 @@ pub fn knn_classify(
     validate_labelled(test_x, test_y, "kNN test split")?;
     let d = train_x.size()[1];
     if test_x.size()[1] != d {
-        return Err(Error::shape(
-            "kNN test split features",
-            format!("[N, {d}]"),
-            &test_x.size(),
-        ));
+        return Err(Error::shape("kNN test split features", format!("[N, {d}]"), &test_x.size()));
     }
     let c = num_classes(train_y, test_y)?;
     let (n_train, n_test) = (rows(train_x), rows(test_x));
@@ -146,9 +135,7 @@ pub fn knn_classify(
         let query = l2_normalise(&test_x.narrow(0, start, len).to_device(device));
         let truth = test_y.narrow(0, start, len).to_device(device);
         let (sims, idx) = query.matmul(&bank).topk(k_max, 1, true, true);
-        let neighbour_labels = bank_labels
-            .index_select(0, &idx.flatten(0, -1))
-            .view([len, k_max]);
+        let neighbour_labels = bank_labels.index_select(0, &idx.flatten(0, -1)).view([len, k_max]);
         // Sorted descending, so column 0 holds each row's largest similarity.
         let weights = ((&sims - sims.narrow(1, 0, 1)) / cfg.temperature).exp();
         for (hits, &k) in correct.iter_mut().zip(&ks) {
@@ -165,10 +152,7 @@ pub fn knn_classify(
         .ks
         .iter()
         .zip(correct)
-        .map(|(&k, hits)| KnnResult {
-            k,
-            top1: hits as f64 / n_test as f64,
-        })
+        .map(|(&k, hits)| KnnResult { k, top1: hits as f64 / n_test as f64 })
         .collect();
     Ok(KnnReport { results })
 }
@@ -189,15 +173,9 @@ mod tests {
     fn separable_blobs_are_classified_almost_perfectly() {
         let (xtr, ytr) = blobs(60, 3, 8, 4.0, 1);
         let (xte, yte) = blobs(30, 3, 8, 4.0, 2);
-        let cfg = KnnConfig {
-            chunk_size: 7,
-            ..Default::default()
-        };
+        let cfg = KnnConfig { chunk_size: 7, ..Default::default() };
         let r = knn_classify(&xtr, &ytr, &xte, &yte, &cfg, Device::Cpu).expect("knn");
-        assert_eq!(
-            r.results.iter().map(|r| r.k).collect::<Vec<_>>(),
-            vec![20, 200]
-        );
+        assert_eq!(r.results.iter().map(|r| r.k).collect::<Vec<_>>(), vec![20, 200]);
         for res in &r.results {
             assert!(res.top1 > 0.95, "{r:?}");
         }
@@ -207,8 +185,7 @@ mod tests {
     fn random_labels_stay_near_chance() {
         let (xtr, ytr) = noise(200, 2, 8, 3);
         let (xte, yte) = noise(400, 2, 8, 4);
-        let r =
-            knn_classify(&xtr, &ytr, &xte, &yte, &KnnConfig::default(), Device::Cpu).expect("knn");
+        let r = knn_classify(&xtr, &ytr, &xte, &yte, &KnnConfig::default(), Device::Cpu).expect("knn");
         for res in &r.results {
             assert!(res.top1 < 0.6, "{r:?}");
         }
@@ -228,11 +205,7 @@ mod tests {
     fn one_close_neighbour_outvotes_two_far_ones_at_low_temperature() {
         let (xtr, ytr, xte, yte) = tiny();
         let vote = |temperature, ks: Vec<usize>| {
-            let cfg = KnnConfig {
-                ks,
-                temperature,
-                chunk_size: 1,
-            };
+            let cfg = KnnConfig { ks, temperature, chunk_size: 1 };
             knn_classify(&xtr, &ytr, &xte, &yte, &cfg, Device::Cpu).expect("knn")
         };
         // T = 0.001 would overflow exp(s / T) without the max subtraction.
@@ -247,11 +220,7 @@ mod tests {
     #[test]
     fn k_beyond_the_train_split_is_clamped() {
         let (xtr, ytr, xte, yte) = tiny();
-        let cfg = KnnConfig {
-            ks: vec![10, 3],
-            temperature: 0.01,
-            chunk_size: 5,
-        };
+        let cfg = KnnConfig { ks: vec![10, 3], temperature: 0.01, chunk_size: 5 };
         let r = knn_classify(&xtr, &ytr, &xte, &yte, &cfg, Device::Cpu).expect("knn");
         assert_eq!(r.results[0].k, 10);
         assert_eq!(r.top1(10), r.top1(3));
@@ -268,21 +237,11 @@ mod tests {
             serde_json::to_string(&r.expect("knn")).expect("json")
         };
         assert_eq!(run(), run());
-        let bad = KnnConfig {
-            ks: vec![],
-            ..Default::default()
-        };
+        let bad = KnnConfig { ks: vec![], ..Default::default() };
         let e = knn_classify(&xtr, &ytr, &xte, &yte, &bad, Device::Cpu).expect_err("ks");
         assert!(e.to_string().contains("knn.ks"), "{e}");
-        let e = knn_classify(
-            &xtr,
-            &ytr,
-            &xte,
-            &yte.to_kind(Kind::Float),
-            &KnnConfig::default(),
-            Device::Cpu,
-        )
-        .expect_err("float labels");
+        let e = knn_classify(&xtr, &ytr, &xte, &yte.to_kind(Kind::Float), &KnnConfig::default(), Device::Cpu)
+            .expect_err("float labels");
         assert!(e.to_string().contains("kNN test split"), "{e}");
     }
 }

@@ -46,13 +46,7 @@ pub struct LinearProbeConfig {
 
 impl Default for LinearProbeConfig {
     fn default() -> Self {
-        Self {
-            epochs: 100,
-            lr: 1e-2,
-            weight_decay: 0.0,
-            batch_size: 256,
-            seed: 0,
-        }
+        Self { epochs: 100, lr: 1e-2, weight_decay: 0.0, batch_size: 256, seed: 0 }
     }
 }
 
@@ -63,10 +57,7 @@ impl LinearProbeConfig {
             return Err(Error::config("linear_probe.epochs", "must be at least 1"));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config(
-                "linear_probe.lr",
-                format!("must be > 0, got {}", self.lr),
-            ));
+            return Err(Error::config("linear_probe.lr", format!("must be > 0, got {}", self.lr)));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(Error::config(
@@ -75,10 +66,7 @@ impl LinearProbeConfig {
             ));
         }
         if self.batch_size == 0 {
-            return Err(Error::config(
-                "linear_probe.batch_size",
-                "must be at least 1",
-            ));
+            return Err(Error::config("linear_probe.batch_size", "must be at least 1"));
         }
         Ok(())
     }
@@ -131,23 +119,13 @@ pub fn linear_probe(
     validate_labelled(test_x, test_y, "probe test split")?;
     let d = train_x.size()[1];
     if test_x.size()[1] != d {
-        return Err(Error::shape(
-            "probe test split features",
-            format!("[N, {d}]"),
-            &test_x.size(),
-        ));
+        return Err(Error::shape("probe test split features", format!("[N, {d}]"), &test_x.size()));
     }
     let c = num_classes(train_y, test_y)?;
     let (n_train, n_test) = (rows(train_x), rows(test_x));
 
     let scaler = Standardizer::fit(train_x)?;
-    let prep = |x: &Tensor| {
-        scaler
-            .apply(x)
-            .to_kind(Kind::Float)
-            .to_device(device)
-            .detach()
-    };
+    let prep = |x: &Tensor| scaler.apply(x).to_kind(Kind::Float).to_device(device).detach();
     let (xtr, xte) = (prep(train_x), prep(test_x));
     let (ytr, yte) = (train_y.to_device(device), test_y.to_device(device));
 
@@ -161,15 +139,7 @@ pub fn linear_probe(
     let total = cfg.epochs * steps_per_epoch;
     let mut step = 0;
     for epoch in 0..cfg.epochs {
-        let batches = epoch_batches(
-            n_train,
-            cfg.batch_size,
-            cfg.seed,
-            "linear-probe",
-            epoch,
-            false,
-            device,
-        );
+        let batches = epoch_batches(n_train, cfg.batch_size, cfg.seed, "linear-probe", epoch, false, device);
         let mut last = None;
         for idx in batches {
             opt.set_lr(cosine_lr(cfg.lr, step, total));
@@ -204,12 +174,7 @@ mod tests {
     use crate::eval::testutil::{blobs, noise};
 
     fn quick() -> LinearProbeConfig {
-        LinearProbeConfig {
-            epochs: 30,
-            batch_size: 32,
-            seed: 11,
-            ..Default::default()
-        }
+        LinearProbeConfig { epochs: 30, batch_size: 32, seed: 11, ..Default::default() }
     }
 
     #[test]
@@ -218,10 +183,7 @@ mod tests {
         let (xte, yte) = blobs(30, 3, 8, 4.0, 2);
         let r = linear_probe(&xtr, &ytr, &xte, &yte, &quick(), Device::Cpu).expect("probe");
         assert!(r.top1 > 0.95 && r.train_top1 > 0.95, "{r:?}");
-        assert_eq!(
-            (r.num_classes, r.n_train, r.n_test, r.top5),
-            (3, 180, 90, None)
-        );
+        assert_eq!((r.num_classes, r.n_train, r.n_test, r.top5), (3, 180, 90, None));
     }
 
     #[test]
@@ -258,22 +220,12 @@ mod tests {
         let cfg = quick();
         let e = linear_probe(&x, &y, &x.narrow(0, 0, 5), &y, &cfg, Device::Cpu).expect_err("N");
         assert!(e.to_string().contains("probe test split"), "{e}");
-        let e = linear_probe(
-            &x.narrow(0, 0, 0),
-            &y.narrow(0, 0, 0),
-            &x,
-            &y,
-            &cfg,
-            Device::Cpu,
-        )
-        .expect_err("empty");
+        let e = linear_probe(&x.narrow(0, 0, 0), &y.narrow(0, 0, 0), &x, &y, &cfg, Device::Cpu)
+            .expect_err("empty");
         assert!(e.to_string().contains("probe train split"), "{e}");
         let e = linear_probe(&x, &y, &x.narrow(1, 0, 2), &y, &cfg, Device::Cpu).expect_err("D");
         assert!(e.to_string().contains("probe test split"), "{e}");
-        let bad = LinearProbeConfig {
-            lr: f64::NAN,
-            ..cfg
-        };
+        let bad = LinearProbeConfig { lr: f64::NAN, ..cfg };
         let e = linear_probe(&x, &y, &x, &y, &bad, Device::Cpu).expect_err("lr");
         assert!(e.to_string().contains("linear_probe.lr"), "{e}");
     }

@@ -94,11 +94,7 @@ pub(crate) fn correct_topk(logits: &Tensor, labels: &Tensor, k: i64) -> i64 {
     let own = logits.gather(1, &labels.clamp(0, c - 1).unsqueeze(1), false);
     // Classes not strictly below the label's score (NaN compares false, so it counts here too);
     // the label itself is always among them.
-    let rivals = logits
-        .lt_tensor(&own)
-        .logical_not()
-        .sum_dim_intlist(1, false, Kind::Int64)
-        - 1;
+    let rivals = logits.lt_tensor(&own).logical_not().sum_dim_intlist(1, false, Kind::Int64) - 1;
     let correct = rivals.lt(k).logical_and(&in_range);
     i64::try_from(correct.sum(Kind::Int64)).unwrap_or(0)
 }

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::{extract_features, knn_classify, linear_probe, KnnConfig, KnnReport, LinearProbeConfig, LinearProbeReport};
+use super::{
+    extract_features, knn_classify, linear_probe, KnnConfig, KnnReport, LinearProbeConfig, LinearProbeReport,
+};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 

@@ -8,13 +8,7 @@ use crate::Encoder;
 
 /// `classes` Gaussian blobs (unit variance) in `dim` dimensions, centred at `sep` times the
 /// first `classes` basis vectors; `n_per_class` rows each, classes interleaved.
-pub(crate) fn blobs(
-    n_per_class: usize,
-    classes: usize,
-    dim: usize,
-    sep: f32,
-    seed: u64,
-) -> (Tensor, Tensor) {
+pub(crate) fn blobs(n_per_class: usize, classes: usize, dim: usize, sep: f32, seed: u64) -> (Tensor, Tensor) {
     assert!(classes <= dim);
     let mut rng = rng_for(seed, "blobs", &[]);
     let n = n_per_class * classes;
@@ -28,24 +22,16 @@ pub(crate) fn blobs(
         }
         y.push(c as i64);
     }
-    (
-        Tensor::from_slice(&x).view([n as i64, dim as i64]),
-        Tensor::from_slice(&y),
-    )
+    (Tensor::from_slice(&x).view([n as i64, dim as i64]), Tensor::from_slice(&y))
 }
 
 /// Standard-normal features with labels drawn independently of them (nothing to learn).
 pub(crate) fn noise(n: usize, classes: usize, dim: usize, seed: u64) -> (Tensor, Tensor) {
     use rand::Rng;
     let mut rng = rng_for(seed, "noise", &[]);
-    let x: Vec<f32> = (0..n * dim)
-        .map(|_| StandardNormal.sample(&mut rng))
-        .collect();
+    let x: Vec<f32> = (0..n * dim).map(|_| StandardNormal.sample(&mut rng)).collect();
     let y: Vec<i64> = (0..n).map(|_| rng.gen_range(0..classes as i64)).collect();
-    (
-        Tensor::from_slice(&x).view([n as i64, dim as i64]),
-        Tensor::from_slice(&y),
-    )
+    (Tensor::from_slice(&x).view([n as i64, dim as i64]), Tensor::from_slice(&y))
 }
 
 /// `Linear -> ReLU -> Linear`, initialised from a host generator so that tests running in
@@ -71,19 +57,10 @@ impl TinyMlp {
                 .collect();
             p.var_copy(name, &Tensor::from_slice(&v).view(shape))
         };
-        let l1 = nn::Linear {
-            ws: init("w1", &[hidden, d_in], d_in),
-            bs: Some(init("b1", &[hidden], d_in)),
-        };
-        let l2 = nn::Linear {
-            ws: init("w2", &[d_out, hidden], hidden),
-            bs: Some(init("b2", &[d_out], hidden)),
-        };
-        Self {
-            l1,
-            l2,
-            claimed_dim: d_out,
-        }
+        let l1 = nn::Linear { ws: init("w1", &[hidden, d_in], d_in), bs: Some(init("b1", &[hidden], d_in)) };
+        let l2 =
+            nn::Linear { ws: init("w2", &[d_out, hidden], hidden), bs: Some(init("b2", &[d_out], hidden)) };
+        Self { l1, l2, claimed_dim: d_out }
     }
 }
 
@@ -92,7 +69,6 @@ impl Encoder for TinyMlp {
         self.claimed_dim
     }
     fn encode(&self, input: &Tensor, _train: bool) -> Tensor {
-        self.l2
-            .forward(&self.l1.forward(&input.to_kind(Kind::Float)).relu())
+        self.l2.forward(&self.l1.forward(&input.to_kind(Kind::Float)).relu())
     }
 }

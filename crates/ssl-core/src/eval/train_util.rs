@@ -35,10 +35,7 @@ pub(crate) fn epoch_batches(
     if drop_last && batches.len() > 1 && batches.last().is_some_and(|b| b.len() < batch_size) {
         batches.pop();
     }
-    batches
-        .into_iter()
-        .map(|b| Tensor::from_slice(b).to_device(device))
-        .collect()
+    batches.into_iter().map(|b| Tensor::from_slice(b).to_device(device)).collect()
 }
 
 /// Cosine decay from `base` at step 0 towards 0 at step `total` (no warm-up), as in SGDR with a
@@ -54,10 +51,7 @@ pub(crate) fn check_loss(loss: &Tensor, step: usize) -> Result<()> {
     if value.is_finite() {
         Ok(())
     } else {
-        Err(Error::NonFiniteLoss {
-            step: step as u64,
-            loss: value,
-        })
+        Err(Error::NonFiniteLoss { step: step as u64, loss: value })
     }
 }
 
@@ -66,11 +60,8 @@ pub(crate) fn check_loss(loss: &Tensor, step: usize) -> Result<()> {
 /// Zero is the natural start of a softmax-regression head (the problem is convex, so no random
 /// symmetry breaking is needed) and keeps the protocols free of libtorch's global generator.
 pub(crate) fn zero_linear(path: nn::Path<'_>, d_in: i64, d_out: i64) -> nn::Linear {
-    let zero = nn::LinearConfig {
-        ws_init: nn::Init::Const(0.0),
-        bs_init: Some(nn::Init::Const(0.0)),
-        bias: true,
-    };
+    let zero =
+        nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias: true };
     nn::linear(path, d_in, d_out, zero)
 }
 
@@ -89,16 +80,12 @@ mod tests {
         let sizes: Vec<i64> = batches.iter().map(|b| b.size()[0]).collect();
         assert_eq!(sizes, vec![4, 4, 2]);
         let mut all: Vec<i64> = Vec::try_from(Tensor::cat(&batches, 0)).expect("i64 indices");
-        let again: Vec<i64> = Vec::try_from(Tensor::cat(
-            &epoch_batches(10, 4, 7, "s", 0, false, Device::Cpu),
-            0,
-        ))
-        .expect("i64 indices");
-        let other: Vec<i64> = Vec::try_from(Tensor::cat(
-            &epoch_batches(10, 4, 7, "s", 1, false, Device::Cpu),
-            0,
-        ))
-        .expect("i64 indices");
+        let again: Vec<i64> =
+            Vec::try_from(Tensor::cat(&epoch_batches(10, 4, 7, "s", 0, false, Device::Cpu), 0))
+                .expect("i64 indices");
+        let other: Vec<i64> =
+            Vec::try_from(Tensor::cat(&epoch_batches(10, 4, 7, "s", 1, false, Device::Cpu), 0))
+                .expect("i64 indices");
         assert_eq!(all, again);
         assert_ne!(all, other);
         all.sort_unstable();

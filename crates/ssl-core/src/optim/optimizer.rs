@@ -72,7 +72,7 @@ impl OptimizerConfig {
         if !beta_ok(self.betas.0) || !beta_ok(self.betas.1) {
             return bad("betas", "both must be in [0, 1)");
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             return bad("eps", "must be positive");
         }
         if !(0.0..1.0).contains(&self.momentum) {
@@ -81,7 +81,7 @@ impl OptimizerConfig {
         if self.nesterov && self.momentum == 0.0 {
             return bad("nesterov", "needs a non-zero momentum");
         }
-        if !(self.trust_coefficient > 0.0) {
+        if self.trust_coefficient.is_nan() || self.trust_coefficient <= 0.0 {
             return bad("trust_coefficient", "must be positive");
         }
         Ok(())
@@ -202,7 +202,7 @@ impl Optimizer {
                         let ratio = (&pn / &gn) * c.trust_coefficient;
                         let ok = pn.gt(0.0).logical_and(&gn.gt(0.0));
                         let trust = ratio.where_self(&ok, &ratio.ones_like());
-                        d = d * trust;
+                        d *= trust;
                     }
                     let buf = &mut p.state[0];
                     let _ = buf.f_mul_scalar_(c.momentum).map_err(|e| torch_err(&p.name, e))?;
