@@ -1,0 +1,83 @@
+//! `cargo xtask`: the project's automation, a plain Rust binary (the alias lives in
+//! `.cargo/config.toml`), so there are no shell scripts to maintain.
+//!
+//! - `cargo xtask setup`: makes libtorch 2.11 available as `.libtorch/active` ([`libtorch`]);
+//!
+//! **xtask depends on no workspace crate and not on tch**: it has to build on a machine that has
+//! no libtorch yet, since providing one is its first job.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Prints one progress line of `cargo xtask setup`.
+macro_rules! say {
+    ($($arg:tt)*) => { println!("setup: {}", format_args!($($arg)*)) };
+}
+
+mod libtorch;
+mod provision;
+mod python;
+
+/// Project automation for ssl-rs.
+#[derive(Debug, Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Find or provision libtorch 2.11 and point `.libtorch/active` at it.
+    ///
+    /// Tries, in order: a LIBTORCH you exported (checked, then used as is; it takes precedence
+    /// over `.libtorch/active`); an existing valid `.libtorch/active` (returns at once); the
+    /// `torch` package of `python3` or `python` when it is 2.11.x; and otherwise downloads the
+    /// torch 2.11.0 wheel and two NVIDIA runtime wheels with pip (about 540 MB) and extracts a CPU
+    /// libtorch of about 0.5 GB into `.libtorch/libtorch-2.11.0-cpu`. Safe to run again.
+    Setup,
+}
+
+/// The workspace root: the parent of this crate's folder.
+fn repo_root() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().with_context(|| format!("resolving the repository root {}", root.display()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let repo = repo_root()?;
+    match cli.command {
+        Cmd::Setup => libtorch::setup(&repo).map(drop),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn repo_root_is_the_workspace() {
+        let root = repo_root().expect("root");
+        assert!(root.join("Cargo.toml").is_file());
+        assert!(root.join("xtask").join("Cargo.toml").is_file());
+    }
+}
