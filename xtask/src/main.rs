@@ -2,6 +2,7 @@
 //! `.cargo/config.toml`), so there are no shell scripts to maintain.
 //!
 //! - `cargo xtask setup`: makes libtorch 2.11 available as `.libtorch/active` ([`libtorch`]);
+//! - `cargo xtask new-crate <name>`: scaffolds a modality crate `crates/ssl-<name>`.
 //!
 //! **xtask depends on no workspace crate and not on tch**: it has to build on a machine that has
 //! no libtorch yet, since providing one is its first job.
@@ -18,6 +19,8 @@ macro_rules! say {
 }
 
 mod libtorch;
+mod manifest;
+mod new_crate;
 mod provision;
 mod python;
 
@@ -39,6 +42,14 @@ enum Cmd {
     /// torch 2.11.0 wheel and two NVIDIA runtime wheels with pip (about 540 MB) and extracts a CPU
     /// libtorch of about 0.5 GB into `.libtorch/libtorch-2.11.0-cpu`. Safe to run again.
     Setup,
+    /// Scaffold a modality crate `crates/ssl-<NAME>` and add it to the workspace.
+    ///
+    /// Creates Cargo.toml, build.rs, src/lib.rs, README.md, tests/smoke.rs and
+    /// examples/minimal.rs, and adds the crate to `members` and `default-members`.
+    NewCrate {
+        /// The modality, e.g. `audio`: lowercase letters, digits and '-'.
+        name: String,
+    },
 }
 
 /// The workspace root: the parent of this crate's folder.
@@ -51,6 +62,7 @@ fn run(cli: Cli) -> Result<()> {
     let repo = repo_root()?;
     match cli.command {
         Cmd::Setup => libtorch::setup(&repo).map(drop),
+        Cmd::NewCrate { name } => new_crate::new_crate(&repo, &name),
     }
 }
 
@@ -72,6 +84,13 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn arguments() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).expect("parses").command;
+        let new_crate = parse(&["xtask", "new-crate", "audio"]);
+        assert!(matches!(new_crate, Cmd::NewCrate { name } if name == "audio"));
     }
 
     #[test]
