@@ -1,0 +1,142 @@
+//! `cargo xtask`: the project's automation, a plain Rust binary (the alias lives in
+//! `.cargo/config.toml`), so there are no shell scripts to maintain beyond `.ci/run`.
+//!
+//! - `cargo xtask setup`: makes libtorch 2.11 available as `.libtorch/active` ([`libtorch`]);
+//! - `cargo xtask test`: setup, then `cargo test --workspace`, the one test command;
+//! - `cargo xtask ci`: setup, fmt, clippy, doc, test, as CI runs them;
+//! - `cargo xtask demo`, `cargo xtask bench`: setup, then the CLI's pretraining demo or benches;
+//! - `cargo xtask new-crate <name>`: scaffolds a modality crate `crates/ssl-<name>`.
+//!
+//! **xtask depends on no workspace crate and not on tch**: it has to build on a machine that has
+//! no libtorch yet, since providing one is its first job.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Prints one progress line of `cargo xtask setup`.
+macro_rules! say {
+    ($($arg:tt)*) => { println!("setup: {}", format_args!($($arg)*)) };
+}
+
+mod libtorch;
+mod manifest;
+mod new_crate;
+mod provision;
+mod python;
+mod tasks;
+
+/// Project automation for ssl-rs.
+#[derive(Debug, Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Find or provision libtorch 2.11 and point `.libtorch/active` at it.
+    ///
+    /// Tries, in order: a LIBTORCH you exported (checked, then used as is; it takes precedence
+    /// over `.libtorch/active`); an existing valid `.libtorch/active` (returns at once); the
+    /// `torch` package of `python3` or `python` when it is 2.11.x; and otherwise downloads the
+    /// torch 2.11.0 wheel and two NVIDIA runtime wheels with pip (about 540 MB) and extracts a CPU
+    /// libtorch of about 0.5 GB into `.libtorch/libtorch-2.11.0-cpu`. Safe to run again.
+    Setup,
+    /// Set up libtorch, then run every test of the workspace (`cargo test --workspace`).
+    ///
+    /// Arguments after `--` go to `cargo test`, e.g. `cargo xtask test -- -- --nocapture`.
+    Test {
+        /// Extra arguments for `cargo test`.
+        #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+        args: Vec<String>,
+    },
+    /// Set up libtorch, then pretrain the default method with the `ssl` CLI (release build).
+    ///
+    /// Runs `cargo run --release -p ssl-cli --bin ssl -- pretrain synthetic <ARGS>`; the default
+    /// method becomes `simclr` once the vision crate lands.
+    Demo {
+        /// Extra arguments for `ssl pretrain`.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Run what CI runs: setup, fmt --check, clippy -D warnings, doc -D warnings, then the tests.
+    ///
+    /// Stops at the first failing step and names it.
+    Ci,
+    /// Set up libtorch, then run `cargo bench --workspace` with the given arguments.
+    Bench {
+        /// Extra arguments for `cargo bench`.
+        #[arg(last = true, value_name = "CARGO_BENCH_ARGS")]
+        args: Vec<String>,
+    },
+    /// Scaffold a modality crate `crates/ssl-<NAME>` and add it to the workspace.
+    ///
+    /// Creates Cargo.toml, build.rs, src/lib.rs, README.md, tests/smoke.rs and
+    /// examples/minimal.rs, and adds the crate to `members` and `default-members`.
+    NewCrate {
+        /// The modality, e.g. `audio`: lowercase letters, digits and '-'.
+        name: String,
+    },
+}
+
+/// The workspace root: the parent of this crate's folder.
+fn repo_root() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().with_context(|| format!("resolving the repository root {}", root.display()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let repo = repo_root()?;
+    match cli.command {
+        Cmd::Setup => libtorch::setup(&repo).map(drop),
+        Cmd::Test { args } => tasks::setup_then(&repo, &tasks::test_step(&args)),
+        Cmd::Demo { args } => tasks::setup_then(&repo, &tasks::demo_step(&args)),
+        Cmd::Ci => tasks::ci(&repo),
+        Cmd::Bench { args } => tasks::setup_then(&repo, &tasks::bench_step(&args)),
+        Cmd::NewCrate { name } => new_crate::new_crate(&repo, &name),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn arguments() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).expect("parses").command;
+        let test = parse(&["xtask", "test", "--", "-p", "ssl-core", "--", "--nocapture"]);
+        let expected = ["-p", "ssl-core", "--", "--nocapture"].map(String::from).to_vec();
+        assert!(matches!(test, Cmd::Test { args } if args == expected));
+        assert!(matches!(parse(&["xtask", "test"]), Cmd::Test { args } if args.is_empty()));
+        let new_crate = parse(&["xtask", "new-crate", "audio"]);
+        assert!(matches!(new_crate, Cmd::NewCrate { name } if name == "audio"));
+        assert!(Cli::try_parse_from(["xtask", "test", "--nocapture"]).is_err());
+    }
+
+    #[test]
+    fn repo_root_is_the_workspace() {
+        let root = repo_root().expect("root");
+        assert!(root.join("Cargo.toml").is_file());
+        assert!(root.join("xtask").join("Cargo.toml").is_file());
+    }
+}
