@@ -1,9 +1,15 @@
 //! # ssl-vision
 //!
-//! Vision methods: SimCLR, MoCo v2/v3, BYOL (ResNet backbones) and MAE, inpainting, rotation prediction (ViT).
+//! Vision methods: SimCLR, MoCo v2/v3, BYOL (ResNet backbones) and MAE, inpainting, rotation
+//! prediction (ViT), built on `ssl-core`'s trait set.
 //!
-//! This crate depends on `ssl-core` and implements its traits (`Encoder`, `Objective`,
-//! `Augmentation`, `Dataset`/`BatchBuilder`); the methods arrive with their own issues.
-//! It builds today so that the workspace layout, its CI and its dependency rules are in place.
+//! Available so far:
+//! - [`augment`]: the view augmentations of SimCLR, MoCo v2, BYOL and MoCo v3 with the papers'
+//!   exact presets.
+//!
+//! The image datasets, the embedded default dataset and the methods themselves arrive with the
+//! rest of the vision issue.
+
+pub mod augment;
 
 pub use ssl_core;
