@@ -5,11 +5,14 @@
 //!
 //! Available so far:
 //! - [`augment`]: the view augmentations of SimCLR, MoCo v2, BYOL and MoCo v3 with the papers'
-//!   exact presets.
+//!   exact presets;
+//! - [`data`]: image folders (unlabelled, recursive; ImageFolder layout for labelled sets) with
+//!   clear errors for unreadable files.
 //!
 //! The image datasets, the embedded default dataset and the methods themselves arrive with the
 //! rest of the vision issue.
 
 pub mod augment;
+pub mod data;
 
 pub use ssl_core;
