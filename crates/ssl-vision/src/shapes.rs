@@ -1,0 +1,238 @@
+//! The embedded default dataset: procedurally drawn shapes, generated deterministically from a
+//! seed, with no files.
+//!
+//! Each image shows one shape of its class (disk, square, triangle, cross, ring, star, ellipse,
+//! half-disk) at a random position, size and rotation, in a random colour on a random
+//! background colour, with pixel noise. Colour, position and orientation carry no class
+//! information, so raw pixels are a poor feature; the shape is what SSL augmentations (crops,
+//! colour jitter, flips) leave invariant, so it is learnable without labels. Sample `i` of a split
+//! is a pure function of `(seed, split, i)`: nothing is stored, and any size can be asked for.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use ssl_core::data::Dataset;
+use ssl_core::rng::rng_for;
+use ssl_core::{Error, Result};
+
+use crate::augment::{luma, Image};
+
+/// The shape classes, in label order.
+pub const CLASSES: &[&str] = &["disk", "square", "triangle", "cross", "ring", "star", "ellipse", "half_disk"];
+
+/// The dataset's size and look.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShapesConfig {
+    /// Image side in pixels.
+    pub image_size: u32,
+    /// Number of classes, the first `num_classes` of [`CLASSES`].
+    pub num_classes: usize,
+    /// Samples per class in the training split (the pretraining set).
+    pub train_per_class: usize,
+    /// Samples per class in the held-out split.
+    pub test_per_class: usize,
+    /// Standard deviation of the additive pixel noise.
+    pub noise_std: f32,
+    /// The seed the images derive from.
+    pub seed: u64,
+}
+
+impl Default for ShapesConfig {
+    fn default() -> Self {
+        Self {
+            image_size: 32,
+            num_classes: CLASSES.len(),
+            train_per_class: 1000,
+            test_per_class: 200,
+            noise_std: 0.05,
+            seed: 0,
+        }
+    }
+}
+
+impl ShapesConfig {
+    /// Checks the fields; errors name them (`data.num_classes`).
+    pub fn validate(&self) -> Result<()> {
+        if !(2..=CLASSES.len()).contains(&self.num_classes) {
+            return Err(Error::config(
+                "data.num_classes",
+                format!("must be between 2 and {}", CLASSES.len()),
+            ));
+        }
+        if self.image_size < 8 {
+            return Err(Error::config("data.image_size", "must be at least 8 pixels"));
+        }
+        if self.train_per_class == 0 || self.test_per_class == 0 {
+            return Err(Error::config("data.train_per_class", "both splits need samples"));
+        }
+        if !(0.0..=1.0).contains(&self.noise_std) {
+            return Err(Error::config("data.noise_std", "must be in [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// Which split of the dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The training (pretraining) split.
+    Train,
+    /// The held-out split.
+    Test,
+}
+
+/// One split of the shapes dataset.
+///
+/// ```
+/// use ssl_core::data::Dataset;
+/// use ssl_vision::shapes::{Shapes, ShapesConfig, Split};
+/// let ds = Shapes::new(&ShapesConfig::default(), Split::Test).unwrap();
+/// let (img, label) = ds.get(3).unwrap();
+/// assert_eq!((img.dimensions(), label), ((32, 32), 3));
+/// assert_eq!(ds.get(3).unwrap().0, img); // a pure function of (seed, split, index)
+/// ```
+#[derive(Debug, Clone)]
+pub struct Shapes {
+    config: ShapesConfig,
+    split: Split,
+}
+
+impl Shapes {
+    /// The `split` of the dataset `config` describes.
+    pub fn new(config: &ShapesConfig, split: Split) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config: config.clone(), split })
+    }
+
+    /// Draws sample `index`.
+    pub fn render(&self, index: usize) -> (Image, i64) {
+        let c = &self.config;
+        let class = index % c.num_classes;
+        let split = match self.split {
+            Split::Train => 0,
+            Split::Test => 1,
+        };
+        let mut rng = rng_for(c.seed, "shapes", &[split, index as u64]);
+        let size = c.image_size as f32;
+        let radius = size * rng.gen_range(0.22..0.4);
+        let cx = rng.gen_range(radius..size - radius);
+        let cy = rng.gen_range(radius..size - radius);
+        let angle: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+        let background: [f32; 3] = [rng.gen(), rng.gen(), rng.gen()];
+        // A foreground clearly distinct from the background in brightness.
+        let mut foreground: [f32; 3] = [rng.gen(), rng.gen(), rng.gen()];
+        for _ in 0..16 {
+            if (luma(foreground) - luma(background)).abs() >= 0.25 {
+                break;
+            }
+            foreground = [rng.gen(), rng.gen(), rng.gen()];
+        }
+        let (sin, cos) = angle.sin_cos();
+        let mut img = Image::new(c.image_size, c.image_size);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            // 2x2 supersampling for smooth edges.
+            let mut cover = 0.0;
+            for (dx, dy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
+                let (px, py) = ((x as f32 + dx - cx) / radius, (y as f32 + dy - cy) / radius);
+                let (u, v) = (cos * px + sin * py, -sin * px + cos * py);
+                if inside(class, u, v) {
+                    cover += 0.25;
+                }
+            }
+            let noise: [f32; 3] = [0, 1, 2].map(|_| gaussian(&mut rng) * c.noise_std);
+            p.0 = [0, 1, 2]
+                .map(|k| (cover * foreground[k] + (1.0 - cover) * background[k] + noise[k]).clamp(0.0, 1.0));
+        }
+        (img, class as i64)
+    }
+}
+
+fn gaussian(rng: &mut ssl_core::rng::SslRng) -> f32 {
+    let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
+    let u2: f32 = rng.gen();
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+/// Whether point `(u, v)`, in the shape's unit frame, is inside shape `class`.
+fn inside(class: usize, u: f32, v: f32) -> bool {
+    let r = (u * u + v * v).sqrt();
+    match class {
+        0 => r <= 1.0,
+        1 => u.abs().max(v.abs()) <= 0.8,
+        2 => v >= -0.5 && 3f32.sqrt() * u.abs() + v <= 1.0,
+        3 => (u.abs() <= 0.3 && v.abs() <= 1.0) || (v.abs() <= 0.3 && u.abs() <= 1.0),
+        4 => (0.6..=1.0).contains(&r),
+        5 => r <= 0.45 + 0.55 * (2.5 * v.atan2(u)).cos().abs(),
+        6 => u * u + (v / 0.4) * (v / 0.4) <= 1.0,
+        _ => r <= 1.0 && v >= 0.0,
+    }
+}
+
+impl Dataset for Shapes {
+    type Item = (Image, i64);
+
+    fn len(&self) -> usize {
+        let per_class = match self.split {
+            Split::Train => self.config.train_per_class,
+            Split::Test => self.config.test_per_class,
+        };
+        per_class * self.config.num_classes
+    }
+
+    fn get(&self, index: usize) -> Result<(Image, i64)> {
+        if index >= self.len() {
+            return Err(Error::data("shapes", format!("index {index} out of range (len {})", self.len())));
+        }
+        Ok(self.render(index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn samples_are_deterministic_balanced_and_in_range(seed: u64, index in 0usize..800) {
+            let cfg = ShapesConfig { seed, ..Default::default() };
+            let ds = Shapes::new(&cfg, Split::Train).unwrap();
+            let (a, label) = ds.get(index).unwrap();
+            prop_assert_eq!(&a, &ds.get(index).unwrap().0);
+            prop_assert_eq!(label, (index % CLASSES.len()) as i64);
+            prop_assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
+            let other = Shapes::new(&cfg, Split::Test).unwrap().get(index).unwrap().0;
+            prop_assert_ne!(a, other);
+        }
+    }
+
+    #[test]
+    fn every_shape_covers_a_distinct_area_of_the_unit_frame() {
+        // Coverage of the [-1, 1]^2 frame: each class differs from every other.
+        let area = |c: usize| {
+            let n = 200;
+            (0..n * n)
+                .filter(|i| {
+                    inside(c, (i % n) as f32 / n as f32 * 2.0 - 1.0, (i / n) as f32 / n as f32 * 2.0 - 1.0)
+                })
+                .count()
+        };
+        let areas: Vec<usize> = (0..CLASSES.len()).map(area).collect();
+        for (i, a) in areas.iter().enumerate() {
+            assert!(*a > 2000, "{} is almost empty", CLASSES[i]);
+            for (j, b) in areas.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{} and {} cover the same area", CLASSES[i], CLASSES[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let e = ShapesConfig { num_classes: 9, ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(e.contains("data.num_classes"), "{e}");
+        let e = ShapesConfig { image_size: 4, ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(e.contains("data.image_size"), "{e}");
+        assert!(Shapes::new(&ShapesConfig::default(), Split::Test).unwrap().get(10_000).is_err());
+    }
+}
