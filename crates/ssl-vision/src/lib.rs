@@ -6,4 +6,6 @@
 //! `Augmentation`, `Dataset`/`BatchBuilder`); the methods arrive with their own issues.
 //! It builds today so that the workspace layout, its CI and its dependency rules are in place.
 
+pub mod backbone;
+
 pub use ssl_core;
