@@ -136,7 +136,7 @@ fn default_in_channels() -> i64 {
     3
 }
 
-/// Shape of a ResNet backbone; `depth` is required, the other fields default as
+/// Shape of a [`ResNet`](super::ResNet); `depth` is required, the other fields default as
 /// documented (to the ImageNet ResNet of torchvision, without its classifier).
 ///
 /// ```
