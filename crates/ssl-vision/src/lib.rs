@@ -8,12 +8,14 @@
 //!   exact presets;
 //! - [`data`]: image folders (unlabelled, recursive; ImageFolder layout for labelled sets) with
 //!   clear errors for unreadable files;
-//! - [`shapes`]: the embedded, procedurally generated default dataset.
+//! - [`shapes`]: the embedded, procedurally generated default dataset;
+//! - [`backbone`]: ResNet-18/34/50 (ImageNet and small-image stems) as `ssl_core::Encoder`s.
 //!
-//! The image datasets, the embedded default dataset and the methods themselves arrive with the
-//! rest of the vision issue.
+//! The methods themselves (SimCLR, MoCo, BYOL objectives) arrive with the rest of the vision
+//! issue.
 
 pub mod augment;
+pub mod backbone;
 pub mod data;
 pub mod shapes;
 
