@@ -36,21 +36,25 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor> {
     if temperature <= 0.0 {
         return Err(Error::invalid("temperature", "must be positive"));
     }
+    let (sim, targets) = two_view_similarities(z1, z2);
+    Ok((sim / temperature).cross_entropy_for_logits(&targets))
+}
+
+/// Cosine similarities among the `2N` embeddings of two views, with each embedding's similarity
+/// to itself masked to -inf (a sample is never its own negative), and the index of each
+/// embedding's positive (its other view).
+fn two_view_similarities(z1: &Tensor, z2: &Tensor) -> (Tensor, Tensor) {
     let n = z1.size()[0];
-    let z = Tensor::cat(&[z1, z2], 0).to_kind(Kind::Float);
-    let z = &z / z.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
-    let sim = z.matmul(&z.transpose(0, 1)) / temperature;
-    // A sample is never its own negative.
-    let eye = Tensor::eye(2 * n, (Kind::Bool, z.device()));
-    let sim = sim.masked_fill(&eye, f64::NEG_INFINITY);
+    let z = normalize(&Tensor::cat(&[z1, z2], 0));
+    let device = z.device();
+    let sim = z
+        .matmul(&z.transpose(0, 1))
+        .masked_fill(&Tensor::eye(2 * n, (Kind::Bool, device)), f64::NEG_INFINITY);
     let targets = Tensor::cat(
-        &[
-            Tensor::arange_start(n, 2 * n, (Kind::Int64, z.device())),
-            Tensor::arange(n, (Kind::Int64, z.device())),
-        ],
+        &[Tensor::arange_start(n, 2 * n, (Kind::Int64, device)), Tensor::arange(n, (Kind::Int64, device))],
         0,
     );
-    Ok(sim.cross_entropy_for_logits(&targets))
+    (sim, targets)
 }
 
 /// InfoNCE with in-batch negatives (CPC, MoCo v3, CLIP one direction): row `i` of `query`
@@ -110,6 +114,24 @@ pub fn normalized_mse(prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
         Kind::Float,
     );
     Ok((cos * -2.0 + 2.0).mean(Kind::Float))
+}
+
+/// The pretext accuracy of a two-view contrastive batch: the fraction of the `2N` embeddings
+/// whose most similar other embedding (cosine) is the other view of the same sample. Computed
+/// without gradients; the SimCLR and MoCo papers report it as "contrastive accuracy".
+///
+/// ```
+/// use ssl_core::loss::contrastive_accuracy;
+/// use ssl_core::tch::{Device, Kind, Tensor};
+/// let z = Tensor::eye(4, (Kind::Float, Device::Cpu));
+/// assert_eq!(contrastive_accuracy(&z, &z).unwrap().double_value(&[]), 1.0);
+/// ```
+pub fn contrastive_accuracy(z1: &Tensor, z2: &Tensor) -> Result<Tensor> {
+    check_pair(z1, z2, "contrastive_accuracy views")?;
+    tch::no_grad(|| {
+        let (sim, targets) = two_view_similarities(z1, z2);
+        Ok(sim.argmax(1, false).eq_tensor(&targets).to_kind(Kind::Float).mean(Kind::Float))
+    })
 }
 
 /// Rows scaled to unit L2 norm (rows of zeros stay zero).

@@ -13,13 +13,13 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 use crate::augment::{Augmentation, Compose, FeatureDropout, GaussianNoise, RandomApply};
 use crate::blocks::{MlpHead, MlpHeadConfig};
 use crate::data::{BatchBuilder, DataLoader, InMemoryDataset, LoaderConfig, RandomSampler};
 use crate::encoder::Encoder;
-use crate::error::{Error, Result, TorchResultExt};
+use crate::error::{Error, Result};
 use crate::loss::nt_xent;
 use crate::objective::{LossOutput, Objective, StepContext};
 use crate::rng::{rng_for, SslRng};
@@ -321,22 +321,7 @@ impl Objective for VectorSimclr {
         let z = self.head.forward_t(&self.encoder.encode(&Tensor::cat(&[a, b], 0), true), true);
         let (z1, z2) = (z.narrow(0, 0, n), z.narrow(0, n, n));
         let loss = nt_xent(&z1, &z2, self.temperature)?;
-        // Pretext accuracy: is each view's nearest other embedding its partner?
-        let acc = tch::no_grad(|| -> Result<Tensor> {
-            let zn = crate::loss::normalize(&z);
-            let sim = zn
-                .matmul(&zn.tr())
-                .f_fill_diagonal_(f64::NEG_INFINITY, false)
-                .torch_context("pretext accuracy")?;
-            let target = Tensor::cat(
-                &[
-                    Tensor::arange_start(n, 2 * n, (Kind::Int64, z.device())),
-                    Tensor::arange(n, (Kind::Int64, z.device())),
-                ],
-                0,
-            );
-            Ok(sim.argmax(1, false).eq_tensor(&target).to_kind(Kind::Float).mean(Kind::Float))
-        })?;
+        let acc = crate::loss::contrastive_accuracy(&z1, &z2)?;
         Ok(LossOutput::new(loss).with_metric("pretext_acc", &acc))
     }
 
