@@ -9,14 +9,17 @@
 //! - [`data`]: image folders (unlabelled, recursive; ImageFolder layout for labelled sets) with
 //!   clear errors for unreadable files;
 //! - [`shapes`]: the embedded, procedurally generated default dataset;
-//! - [`backbone`]: ResNet-18/34/50 (ImageNet and small-image stems) as `ssl_core::Encoder`s.
+//! - [`backbone`]: ResNet-18/34/50 (ImageNet and small-image stems) as `ssl_core::Encoder`s;
+//! - [`views`]: augmented view batches for pretraining and labelled tensors for probes;
+//! - [`simclr`]: the SimCLR objective.
 //!
-//! The methods themselves (SimCLR, MoCo, BYOL objectives) arrive with the rest of the vision
-//! issue.
+//! MoCo v2/v3, BYOL and the CLI's `simclr` main job arrive with the rest of the vision issue.
 
 pub mod augment;
 pub mod backbone;
 pub mod data;
 pub mod shapes;
+pub mod simclr;
+pub mod views;
 
 pub use ssl_core;
