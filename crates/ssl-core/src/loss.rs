@@ -134,6 +134,20 @@ pub fn contrastive_accuracy(z1: &Tensor, z2: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// SimCLR's objective output for projections of both views stacked as `[2N, D]` (all first views,
+/// then all second views, as one forward pass over `cat([view1, view2])` gives them): the
+/// [`nt_xent`] loss with the [`contrastive_accuracy`] as metric `pretext_acc`.
+pub fn nt_xent_stacked(z: &Tensor, temperature: f64) -> Result<crate::LossOutput> {
+    let rows = z.size().first().copied().unwrap_or(0);
+    if rows % 2 != 0 {
+        return Err(Error::shape("stacked two-view projections", "[2N, D]", &z.size()));
+    }
+    let (z1, z2) = (z.narrow(0, 0, rows / 2), z.narrow(0, rows / 2, rows / 2));
+    let loss = nt_xent(&z1, &z2, temperature)?;
+    let acc = contrastive_accuracy(&z1, &z2)?;
+    Ok(crate::LossOutput::new(loss).with_metric("pretext_acc", &acc))
+}
+
 /// Rows scaled to unit L2 norm (rows of zeros stay zero).
 pub fn normalize(x: &Tensor) -> Tensor {
     let x = x.to_kind(Kind::Float);
@@ -180,6 +194,13 @@ mod tests {
         assert!(normalized_mse(&a, &b).unwrap_err().to_string().contains("normalized_mse"));
         assert!(info_nce_with_queue(&a, &a, &b, 0.1).unwrap_err().to_string().contains("queue"));
         assert!(nt_xent(&a, &a, 0.0).is_err());
+        let e = nt_xent_stacked(&a, 0.1).unwrap_err().to_string();
+        assert!(e.contains("stacked two-view projections"), "{e}");
+        let stacked = Tensor::cat(&[&b, &b], 0);
+        let out = nt_xent_stacked(&stacked, 0.5).unwrap();
+        let direct = nt_xent(&b, &b, 0.5).unwrap();
+        assert!(out.loss.equal(&direct));
+        assert_eq!(out.metrics[0].0, "pretext_acc");
     }
 
     proptest! {

@@ -56,6 +56,24 @@ pub fn rng_for(seed: u64, stream: &str, coords: &[u64]) -> SslRng {
     SslRng::seed_from_u64(derive_seed(seed, stream, coords))
 }
 
+/// One draw from a zero-mean normal of standard deviation `std`, by the Box-Muller transform over
+/// the generator's uniform stream, so its values are fixed by the (specified) ChaCha8 stream on
+/// every platform.
+///
+/// ```
+/// use ssl_core::rng::{normal, rng_for};
+/// let mut rng = rng_for(0, "normal", &[]);
+/// let xs: Vec<f32> = (0..4000).map(|_| normal(&mut rng, 1.0)).collect();
+/// let mean = xs.iter().sum::<f32>() / 4000.0;
+/// assert!(mean.abs() < 0.1);
+/// ```
+pub fn normal(rng: &mut SslRng, std: f32) -> f32 {
+    use rand::Rng;
+    let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
+    let u2: f32 = rng.gen();
+    std * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
 /// Seeds libtorch's generators (CPU and every CUDA device) for one coordinate of the run.
 ///
 /// The trainer calls this before every micro-step, so dropout and on-device masking are a function

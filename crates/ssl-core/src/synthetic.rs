@@ -11,7 +11,6 @@
 //! must therefore learn to ignore nuisance, which raw inputs do not: kNN on raw inputs is
 //! dominated by it. Nothing here is tuned for accuracy; it shows that the machinery trains.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
@@ -20,9 +19,9 @@ use crate::blocks::{MlpHead, MlpHeadConfig};
 use crate::data::{BatchBuilder, DataLoader, InMemoryDataset, LoaderConfig, RandomSampler};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::loss::nt_xent;
+use crate::loss::nt_xent_stacked;
 use crate::objective::{LossOutput, Objective, StepContext};
-use crate::rng::{rng_for, SslRng};
+use crate::rng::{normal, rng_for, SslRng};
 
 /// The synthetic task and model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,14 +149,7 @@ pub struct World {
 }
 
 fn gaussian(rng: &mut SslRng, n: usize, scale: f32) -> Vec<f32> {
-    // Box-Muller over the generator's uniform stream (specified, hence portable).
-    (0..n)
-        .map(|_| {
-            let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
-            let u2: f32 = rng.gen();
-            scale * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        })
-        .collect()
+    (0..n).map(|_| normal(rng, scale)).collect()
 }
 
 fn matvec(m: &[Vec<f32>], v: &[f32]) -> Vec<f32> {
@@ -317,12 +309,8 @@ impl Objective for VectorSimclr {
         let [a, b] = batch.as_slice() else {
             return Err(Error::invalid("batch", format!("expected 2 views, got {}", batch.len())));
         };
-        let n = a.size()[0];
         let z = self.head.forward_t(&self.encoder.encode(&Tensor::cat(&[a, b], 0), true), true);
-        let (z1, z2) = (z.narrow(0, 0, n), z.narrow(0, n, n));
-        let loss = nt_xent(&z1, &z2, self.temperature)?;
-        let acc = crate::loss::contrastive_accuracy(&z1, &z2)?;
-        Ok(LossOutput::new(loss).with_metric("pretext_acc", &acc))
+        nt_xent_stacked(&z, self.temperature)
     }
 
     fn encoder(&self) -> &dyn Encoder {

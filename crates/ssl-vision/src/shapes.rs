@@ -11,7 +11,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use ssl_core::data::Dataset;
-use ssl_core::rng::rng_for;
+use ssl_core::rng::{normal, rng_for};
 use ssl_core::{Error, Result};
 
 use crate::augment::{luma, Image};
@@ -139,18 +139,12 @@ impl Shapes {
                     cover += 0.25;
                 }
             }
-            let noise: [f32; 3] = [0, 1, 2].map(|_| gaussian(&mut rng) * c.noise_std);
+            let noise: [f32; 3] = [0, 1, 2].map(|_| normal(&mut rng, 1.0) * c.noise_std);
             p.0 = [0, 1, 2]
                 .map(|k| (cover * foreground[k] + (1.0 - cover) * background[k] + noise[k]).clamp(0.0, 1.0));
         }
         (img, class as i64)
     }
-}
-
-fn gaussian(rng: &mut ssl_core::rng::SslRng) -> f32 {
-    let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
-    let u2: f32 = rng.gen();
-    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
 /// Whether point `(u, v)`, in the shape's unit frame, is inside shape `class`.

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 use ssl_core::blocks::{MlpHead, MlpHeadConfig};
-use ssl_core::loss::{contrastive_accuracy, nt_xent};
+use ssl_core::loss::nt_xent_stacked;
 use ssl_core::{Encoder, Error, LossOutput, Objective, Result, StepContext};
 use tch::{nn, Device, Tensor};
 
@@ -137,14 +137,9 @@ impl Objective for Simclr {
         let [a, b] = batch.as_slice() else {
             return Err(Error::invalid("batch", format!("SimCLR takes 2 views, got {}", batch.len())));
         };
-        let n = a.size()[0];
         // One pass over both views, so BatchNorm sees the whole 2N batch as in the reference.
         let h = self.backbone.f_forward_t(&Tensor::cat(&[a, b], 0), true)?;
-        let z = self.head.f_forward_t(&h, true)?;
-        let (z1, z2) = (z.narrow(0, 0, n), z.narrow(0, n, n));
-        let loss = nt_xent(&z1, &z2, self.temperature)?;
-        let acc = contrastive_accuracy(&z1, &z2)?;
-        Ok(LossOutput::new(loss).with_metric("pretext_acc", &acc))
+        nt_xent_stacked(&self.head.f_forward_t(&h, true)?, self.temperature)
     }
 
     fn encoder(&self) -> &dyn Encoder {

@@ -126,7 +126,8 @@ impl Trainer {
             tch::set_num_threads(t as i32);
         }
 
-        let mut params: Vec<(String, tch::Tensor)> = checkpoint::named_variables(objective.var_store())
+        // Sorted by name, so the optimiser state lines up across runs.
+        let params: Vec<(String, tch::Tensor)> = checkpoint::named_variables(objective.var_store())
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
             .collect();
@@ -136,7 +137,6 @@ impl Trainer {
                 format!("`{}` has no trainable parameters", objective.name()),
             ));
         }
-        params.sort_by(|a, b| a.0.cmp(&b.0));
         let mut optimizer =
             Optimizer::new(cfg.optimizer.clone(), params, |n, s| objective.no_weight_decay(n, s))?;
 
