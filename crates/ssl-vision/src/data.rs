@@ -97,6 +97,30 @@ pub fn decode(path: &Path, min_side: Option<u32>) -> Result<Image> {
     Ok(img)
 }
 
+/// Reads only the header of `path`: its format and size, checked as [`decode`] checks them.
+/// Catches empty, non-image and header-truncated files without decoding the pixels.
+pub fn check_header(path: &Path, min_side: Option<u32>) -> Result<()> {
+    let name = path.display().to_string();
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(Error::data(name, "the file is empty (0 bytes)"));
+    }
+    let (w, h) = image::image_dimensions(path)
+        .map_err(|e| Error::data(name.clone(), format!("cannot read the image header: {e}")))?;
+    if w == 0 || h == 0 {
+        return Err(Error::data(name, "the image has no pixels"));
+    }
+    if let Some(min) = min_side {
+        if w.min(h) < min {
+            return Err(Error::data(
+                name,
+                format!("the image is {w}x{h}, smaller than the required {min} px side"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Resizes so that the shorter side is `side` (aspect ratio kept, bilinear, antialiased).
 pub fn resize_shorter_side(img: &Image, side: u32) -> Image {
     let (w, h) = img.dimensions();
@@ -157,6 +181,11 @@ impl ImageFiles {
     ) -> Result<Self> {
         let mut skipped = Vec::new();
         let mut cache = None;
+        if !options.skip_bad && options.cache_side.is_none() {
+            // Pixels are decoded when drawn; the headers are checked now, so that a file that
+            // is not an image stops the run before it starts, naming the file.
+            files.par_iter().map(|(p, _)| check_header(p, options.min_side)).collect::<Result<()>>()?;
+        }
         if options.skip_bad || options.cache_side.is_some() {
             let decoded: Vec<Result<Image>> =
                 files.par_iter().map(|(p, _)| decode(p, options.min_side)).collect();
@@ -227,6 +256,33 @@ impl Dataset for ImageFiles {
     }
 }
 
+/// The images a run trains on: the embedded shapes or a folder, as one [`Dataset`] type.
+#[derive(Debug)]
+pub enum ImageSource {
+    /// The embedded, generated dataset.
+    Shapes(crate::shapes::Shapes),
+    /// Images from a folder.
+    Folder(ImageFiles),
+}
+
+impl Dataset for ImageSource {
+    type Item = (Image, i64);
+
+    fn len(&self) -> usize {
+        match self {
+            ImageSource::Shapes(s) => s.len(),
+            ImageSource::Folder(f) => f.len(),
+        }
+    }
+
+    fn get(&self, index: usize) -> Result<(Image, i64)> {
+        match self {
+            ImageSource::Shapes(s) => s.get(index),
+            ImageSource::Folder(f) => f.get(index),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,13 +321,22 @@ mod tests {
         std::fs::write(d.path().join("empty.jpg"), b"").unwrap();
         std::fs::write(d.path().join("corrupt.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
         let opts = FolderOptions { min_side: Some(4), ..Default::default() };
-        let lazy = ImageFiles::unlabelled(d.path(), &opts).unwrap();
-        let errors: Vec<String> =
-            (0..lazy.len()).filter_map(|i| lazy.get(i).err()).map(|e| e.to_string()).collect();
-        assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("corrupt.png") && e.contains("cannot decode")));
-        assert!(errors.iter().any(|e| e.contains("empty.jpg") && e.contains("0 bytes")));
-        assert!(errors.iter().any(|e| e.contains("tiny.png") && e.contains("2x2")));
+        // Headers are read up front: the first bad file stops the listing, named.
+        let e = ImageFiles::unlabelled(d.path(), &opts).unwrap_err().to_string();
+        assert!(["corrupt.png", "empty.jpg", "tiny.png"].iter().any(|f| e.contains(f)), "{e}");
+        for (file, needle) in [("corrupt.png", "cannot read"), ("empty.jpg", "0 bytes"), ("tiny.png", "2x2")]
+        {
+            let e = check_header(&d.path().join(file), Some(4)).unwrap_err().to_string();
+            assert!(e.contains(file) && e.contains(needle), "{e}");
+        }
+        // A file whose header is intact but whose pixels are cut off fails when it is decoded.
+        let cut = tempfile::tempdir().unwrap();
+        png(&cut.path().join("cut.png"), 64, 64);
+        let bytes = std::fs::read(cut.path().join("cut.png")).unwrap();
+        std::fs::write(cut.path().join("cut.png"), &bytes[..bytes.len() / 2]).unwrap();
+        let lazy = ImageFiles::unlabelled(cut.path(), &FolderOptions::default()).unwrap();
+        let e = lazy.get(0).unwrap_err().to_string();
+        assert!(e.contains("cut.png") && e.contains("cannot decode"), "{e}");
 
         let skip =
             ImageFiles::unlabelled(d.path(), &FolderOptions { skip_bad: true, ..opts.clone() }).unwrap();

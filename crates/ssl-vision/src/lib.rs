@@ -11,15 +11,22 @@
 //! - [`shapes`]: the embedded, procedurally generated default dataset;
 //! - [`backbone`]: ResNet-18/34/50 (ImageNet and small-image stems) as `ssl_core::Encoder`s;
 //! - [`views`]: augmented view batches for pretraining and labelled tensors for probes;
-//! - [`simclr`]: the SimCLR objective.
-//!
-//! MoCo v2/v3, BYOL and the CLI's `simclr` main job arrive with the rest of the vision issue.
+//! - [`simclr`], [`moco`] (v2 and v3) and [`byol`]: the pretext objectives, and [`method`]:
+//!   the trait that drives any of them;
+//! - [`supervised`]: the same backbone trained with labels, the reference SSL is compared with.
 
 pub mod augment;
 pub mod backbone;
+pub mod byol;
 pub mod data;
+pub mod method;
+pub mod moco;
+mod momentum;
 pub mod shapes;
 pub mod simclr;
+pub mod supervised;
+#[cfg(test)]
+mod testutil;
 pub mod views;
 
 pub use ssl_core;

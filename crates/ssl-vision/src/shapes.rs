@@ -11,7 +11,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use ssl_core::data::Dataset;
-use ssl_core::rng::{normal, rng_for};
+use ssl_core::rng::{normal, rng_for, SslRng};
 use ssl_core::{Error, Result};
 
 use crate::augment::{luma, Image};
@@ -33,6 +33,11 @@ pub struct ShapesConfig {
     pub test_per_class: usize,
     /// Standard deviation of the additive pixel noise.
     pub noise_std: f32,
+    /// Number of colours backgrounds and shapes are drawn from (a palette derived from the
+    /// seed); 0 draws every colour uniformly from the RGB cube. A small palette makes colour a
+    /// weak cue for telling two images apart, so a contrastive learner cannot separate the
+    /// images of a batch by colour alone and has to look at the shapes.
+    pub palette: usize,
     /// The seed the images derive from.
     pub seed: u64,
 }
@@ -45,6 +50,7 @@ impl Default for ShapesConfig {
             train_per_class: 1000,
             test_per_class: 200,
             noise_std: 0.05,
+            palette: 8,
             seed: 0,
         }
     }
@@ -64,6 +70,9 @@ impl ShapesConfig {
         }
         if self.train_per_class == 0 || self.test_per_class == 0 {
             return Err(Error::config("data.train_per_class", "both splits need samples"));
+        }
+        if self.palette == 1 {
+            return Err(Error::config("data.palette", "needs at least 2 colours (or 0 for any colour)"));
         }
         if !(0.0..=1.0).contains(&self.noise_std) {
             return Err(Error::config("data.noise_std", "must be in [0, 1]"));
@@ -95,13 +104,14 @@ pub enum Split {
 pub struct Shapes {
     config: ShapesConfig,
     split: Split,
+    palette: Vec<[f32; 3]>,
 }
 
 impl Shapes {
     /// The `split` of the dataset `config` describes.
     pub fn new(config: &ShapesConfig, split: Split) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config: config.clone(), split })
+        Ok(Self { config: config.clone(), split, palette: palette(config) })
     }
 
     /// Draws sample `index`.
@@ -118,14 +128,19 @@ impl Shapes {
         let cx = rng.gen_range(radius..size - radius);
         let cy = rng.gen_range(radius..size - radius);
         let angle: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
-        let background: [f32; 3] = [rng.gen(), rng.gen(), rng.gen()];
+        let palette = &self.palette;
+        let colour = |rng: &mut SslRng| match palette.len() {
+            0 => [rng.gen(), rng.gen(), rng.gen()],
+            n => palette[rng.gen_range(0..n)],
+        };
+        let background: [f32; 3] = colour(&mut rng);
         // A foreground clearly distinct from the background in brightness.
-        let mut foreground: [f32; 3] = [rng.gen(), rng.gen(), rng.gen()];
-        for _ in 0..16 {
+        let mut foreground: [f32; 3] = colour(&mut rng);
+        for _ in 0..64 {
             if (luma(foreground) - luma(background)).abs() >= 0.25 {
                 break;
             }
-            foreground = [rng.gen(), rng.gen(), rng.gen()];
+            foreground = colour(&mut rng);
         }
         let (sin, cos) = angle.sin_cos();
         let mut img = Image::new(c.image_size, c.image_size);
@@ -145,6 +160,28 @@ impl Shapes {
         }
         (img, class as i64)
     }
+}
+
+/// The colours of `config`'s palette (empty when `palette` is 0): `palette` colours spread over
+/// the luma range, so every colour has partners distinct enough in brightness.
+fn palette(config: &ShapesConfig) -> Vec<[f32; 3]> {
+    let n = config.palette;
+    let mut rng = rng_for(config.seed, "shapes-palette", &[]);
+    (0..n)
+        .map(|i| {
+            let target = (i as f32 + 0.5) / n as f32;
+            let mut best = [0.0; 3];
+            let mut err = f32::INFINITY;
+            for _ in 0..32 {
+                let c: [f32; 3] = [rng.gen(), rng.gen(), rng.gen()];
+                let e = (luma(c) - target).abs();
+                if e < err {
+                    (best, err) = (c, e);
+                }
+            }
+            best
+        })
+        .collect()
 }
 
 /// Whether point `(u, v)`, in the shape's unit frame, is inside shape `class`.

@@ -151,11 +151,6 @@ impl Objective for Simclr {
 mod tests {
     use super::*;
     use crate::augment::presets;
-    use crate::shapes::{Shapes, ShapesConfig, Split};
-    use crate::views::{labelled_tensors, Normalization, ViewBatches};
-    use ssl_core::data::{DataLoader, LoaderConfig, RandomSampler};
-    use ssl_core::metrics::MemorySink;
-    use ssl_core::trainer::{TrainConfig, Trainer};
 
     #[test]
     fn recipe_constants_are_the_papers() {
@@ -170,17 +165,6 @@ mod tests {
     /// the probe runs on the encoder's features.
     #[test]
     fn tiny_pretraining_runs_end_to_end() {
-        let data =
-            ShapesConfig { image_size: 16, train_per_class: 4, test_per_class: 2, ..Default::default() };
-        let ds = Shapes::new(&data, Split::Train).unwrap();
-        let views = ViewBatches::new(presets::simclr(16, true), Normalization::IMAGENET);
-        let loader = DataLoader::new(
-            ds,
-            views,
-            RandomSampler::new(0),
-            LoaderConfig { batch_size: 16, ..Default::default() },
-        )
-        .unwrap();
         ssl_core::tch::manual_seed(0);
         let cfg = SimclrConfig {
             backbone: ResNetConfig::tiny(),
@@ -189,27 +173,12 @@ mod tests {
             ..SimclrConfig::small_images()
         };
         let mut model = Simclr::new(&cfg, Device::Cpu).unwrap();
-        let sink = MemorySink::default();
-        let mut train = TrainConfig { steps: 40, log_every: 1, progress: false, ..Default::default() };
-        train.optimizer.lr = 3e-3;
-        Trainer::new(train).sink(Box::new(sink.clone())).fit(&mut model, &loader).unwrap();
-        let records = sink.records();
-        assert_eq!(records.len(), 40);
-        assert!(records.iter().all(|r| r.loss.is_finite() && r.metrics.contains_key("pretext_acc")));
-        let mean =
-            |r: &[ssl_core::metrics::StepRecord]| r.iter().map(|r| r.loss).sum::<f64>() / r.len() as f64;
-        let (first, last) = (mean(&records[..8]), mean(&records[30..]));
-        eprintln!("loss {first:.3} -> {last:.3}");
-        assert!(last < first, "loss did not fall: {first} -> {last}");
-
-        let (x, y) =
-            labelled_tensors(&Shapes::new(&data, Split::Test).unwrap(), 16, Normalization::IMAGENET).unwrap();
-        let eval = ssl_core::eval::EvalConfig {
-            linear_probe: ssl_core::eval::LinearProbeConfig { epochs: 5, ..Default::default() },
-            ..Default::default()
-        };
-        let report =
-            ssl_core::eval::probe_encoder(model.encoder(), &x, &y, &x, &y, &eval, Device::Cpu).unwrap();
-        assert!((0.0..=1.0).contains(&report.linear_probe_acc));
+        crate::testutil::tiny_pretrain_and_probe(
+            &mut model,
+            presets::simclr(16, true),
+            3e-3,
+            40,
+            "pretext_acc",
+        );
     }
 }

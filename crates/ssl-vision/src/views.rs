@@ -28,16 +28,24 @@ impl Normalization {
 }
 
 /// Makes `pipelines.len()` augmented views of each image and collates view `v` of every sample
-/// into tensor `v` of the batch (`[B, 3, S, S]`). Labels are ignored: this is pretraining.
+/// into tensor `v` of the batch (`[B, 3, S, S]`). Labels are ignored (this is pretraining)
+/// unless [`with_labels`](Self::with_labels) appends them as a last `[B]` int64 tensor.
 pub struct ViewBatches {
     pipelines: ViewPipelines,
     norm: Normalization,
+    labels: bool,
 }
 
 impl ViewBatches {
     /// Views from `pipelines`, normalised with `norm`.
     pub fn new(pipelines: ViewPipelines, norm: Normalization) -> Self {
-        Self { pipelines, norm }
+        Self { pipelines, norm, labels: false }
+    }
+
+    /// Batches that end with the labels (for supervised training).
+    pub fn with_labels(mut self, labels: bool) -> Self {
+        self.labels = labels;
+        self
     }
 }
 
@@ -45,18 +53,23 @@ impl BatchBuilder<(Image, i64)> for ViewBatches {
     type Sample = Vec<Tensor>;
     type Batch = Vec<Tensor>;
 
-    fn prepare(&self, (img, _): (Image, i64), rng: &mut SslRng) -> Result<Vec<Tensor>> {
-        Ok((0..self.pipelines.len())
+    fn prepare(&self, (img, label): (Image, i64), rng: &mut SslRng) -> Result<Vec<Tensor>> {
+        let mut sample: Vec<Tensor> = (0..self.pipelines.len())
             .map(|v| to_tensor(&self.pipelines.view(v).apply(&img, rng), self.norm.mean, self.norm.std))
-            .collect())
+            .collect();
+        if self.labels {
+            sample.push(Tensor::from(label));
+        }
+        Ok(sample)
     }
 
     fn collate(&self, samples: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>> {
-        (0..self.pipelines.len())
+        let parts = self.pipelines.len() + usize::from(self.labels);
+        (0..parts)
             .map(|v| {
                 let views: Vec<&Tensor> = samples.iter().map(|s| &s[v]).collect();
                 Tensor::f_stack(&views, 0)
-                    .map_err(|e| Error::data("view batch", format!("cannot stack view {v}: {e}")))
+                    .map_err(|e| Error::data("view batch", format!("cannot stack part {v}: {e}")))
             })
             .collect()
     }

@@ -102,6 +102,14 @@ pub fn byol(size: u32) -> ViewPipelines {
     ViewPipelines::new(vec![pipeline(size, &view(1.0, 0.0)), pipeline(size, &view(0.1, 0.2))])
 }
 
+/// The standard supervised augmentation: one view, random resized crop (0.08, 1) and flip.
+pub fn supervised(size: u32) -> ViewPipelines {
+    ViewPipelines::new(vec![Compose::new(vec![
+        Box::new(RandomResizedCrop::new(size, (0.08, 1.0))),
+        Box::new(HorizontalFlip { p: 0.5 }),
+    ])])
+}
+
 /// MoCo v3 uses BYOL's views.
 pub fn moco_v3(size: u32) -> ViewPipelines {
     byol(size)

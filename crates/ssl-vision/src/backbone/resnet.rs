@@ -312,7 +312,13 @@ impl ResNet {
 
     /// The last stage's feature map `[B, output_dim, H', W']`.
     fn features(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
-        let mut h = self.stem.forward(x, train)?.f_relu()?;
+        let x = if self.config.channels_last {
+            // NCHW shape with NHWC strides: every layer after keeps the layout.
+            x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?
+        } else {
+            x.shallow_clone()
+        };
+        let mut h = self.stem.forward(&x, train)?.f_relu()?;
         if !self.config.small_images {
             h = h.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         }

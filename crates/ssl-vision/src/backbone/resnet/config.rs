@@ -135,6 +135,9 @@ fn default_base_width() -> i64 {
 fn default_in_channels() -> i64 {
     3
 }
+fn default_true() -> bool {
+    true
+}
 
 /// Shape of a [`ResNet`](super::ResNet); `depth` is required, the other fields default as
 /// documented (to the ImageNet ResNet of torchvision, without its classifier).
@@ -175,6 +178,12 @@ pub struct ResNetConfig {
     /// `zero_init_residual` (off by default). Default false.
     #[serde(default)]
     pub zero_init_residual: bool,
+    /// Run the convolutions on channels-last (NHWC) activations. Same arithmetic, different
+    /// memory layout: libtorch's CPU (oneDNN) and cuDNN convolution kernels are faster on it
+    /// (about 1.4x for a ResNet-18 step on a 2-core CPU, measured by `cargo xtask bench`).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub channels_last: bool,
 }
 
 impl ResNetConfig {
@@ -187,6 +196,7 @@ impl ResNetConfig {
             small_images: false,
             in_channels: default_in_channels(),
             zero_init_residual: false,
+            channels_last: true,
         }
     }
 

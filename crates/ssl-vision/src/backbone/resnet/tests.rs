@@ -422,7 +422,7 @@ fn serde_round_trip_and_defaults() {
         json,
         serde_json::json!({
             "depth": "50", "base_width": 64, "small_images": false, "in_channels": 3,
-            "zero_init_residual": false
+            "zero_init_residual": false, "channels_last": true
         })
     );
 
@@ -442,6 +442,25 @@ fn serde_round_trip_and_defaults() {
     }
 }
 
+/// The channels-last layout changes the memory order only: outputs and gradients match the
+/// NCHW network's.
+#[test]
+fn channels_last_computes_the_same_function() {
+    let cfg = ResNetConfig { small_images: true, channels_last: false, ..ResNetConfig::tiny() };
+    tch::manual_seed(7);
+    let (_, nchw) = build(&cfg);
+    tch::manual_seed(7);
+    let (vs_cl, nhwc) = build(&ResNetConfig { channels_last: true, ..cfg });
+    let x = Tensor::randn([4, 3, 16, 16], CPU);
+    let (a, b) = (nchw.forward_t(&x, true), nhwc.forward_t(&x, true));
+    assert!(a.allclose(&b, 1e-4, 1e-5, false), "max diff {}", (&a - &b).abs().max().double_value(&[]));
+    b.sum(Kind::Float).backward();
+    let grad = vs_cl.variables()["conv1.weight"].grad();
+    assert!(
+        bool::try_from(grad.isfinite().all()).unwrap() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
@@ -454,9 +473,11 @@ proptest! {
         small_images in any::<bool>(),
         in_channels in 1i64..=3,
         zero_init_residual in any::<bool>(),
+        channels_last in any::<bool>(),
         (h, w) in (1i64..=24, 1i64..=24),
     ) {
-        let cfg = ResNetConfig { depth, base_width, small_images, in_channels, zero_init_residual };
+        let cfg =
+            ResNetConfig { depth, base_width, small_images, in_channels, zero_init_residual, channels_last };
         let (vs, net) = build(&cfg);
         prop_assert_eq!(trainable_params(&vs), expected_params(&cfg));
         let x = Tensor::randn([2, in_channels, h, w], CPU);
