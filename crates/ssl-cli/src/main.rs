@@ -5,6 +5,7 @@
 
 mod run;
 mod synthetic;
+mod vision;
 
 use std::path::PathBuf;
 
@@ -24,8 +25,9 @@ enum Command {
     /// Pretrain an encoder with a method, then evaluate it on labelled held-out data.
     Pretrain(Box<PretrainArgs>),
     /// Evaluate a checkpoint (linear probe, kNN) and print the report as JSON.
+    #[command(alias = "eval")]
     Evaluate(EvaluateArgs),
-    /// Write the representations of held-out data to a safetensors file.
+    /// Write the representations of a folder (default: the held-out split) to a safetensors file.
     Embed(EmbedArgs),
     /// List the methods this build provides.
     Methods,
@@ -93,6 +95,12 @@ pub struct EvaluateArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     pub device: Option<String>,
+    /// Labelled training split for the probes (replaces the run's probe data).
+    #[arg(long, requires = "probe_test")]
+    pub probe_train: Option<PathBuf>,
+    /// Labelled test split for the probes.
+    #[arg(long, requires = "probe_train")]
+    pub probe_test: Option<PathBuf>,
 }
 
 /// Options of `ssl embed`.
@@ -102,8 +110,11 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Output safetensors file holding embeddings (N x D) and labels (N).
-    #[arg(long)]
+    #[arg(long, alias = "out")]
     pub output: PathBuf,
+    /// Images to embed (a folder, searched recursively; default: the embedded held-out split).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     pub device: Option<String>,

@@ -8,30 +8,30 @@ use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{EmbedArgs, EvaluateArgs, PretrainArgs};
+use ssl_vision::byol::Byol;
+use ssl_vision::method::VisionMethod;
+use ssl_vision::moco::{MocoV2, MocoV3};
+use ssl_vision::simclr::Simclr;
+use ssl_vision::supervised::Supervised;
+
+use crate::{vision, EmbedArgs, EvaluateArgs, PretrainArgs};
 
 /// The methods this build provides, with a line each.
-pub const METHODS: &[(&str, &str)] = &[(
-    "synthetic",
-    "contrastive (NT-Xent) pretraining of an MLP on synthetic Gaussian clusters; the end-to-end demo",
-)];
+pub const METHODS: &[(&str, &str)] = &[
+    (Simclr::NAME, Simclr::ABOUT),
+    (MocoV2::NAME, MocoV2::ABOUT),
+    (MocoV3::NAME, MocoV3::ABOUT),
+    (Byol::NAME, Byol::ABOUT),
+    (Supervised::NAME, Supervised::ABOUT),
+    (
+        "synthetic",
+        "contrastive (NT-Xent) pretraining of an MLP on synthetic Gaussian clusters; a modality-free check",
+    ),
+];
 
 /// Method names fixed by the command-line contract that later modality crates provide.
-const PLANNED: &[&str] = &[
-    "simclr",
-    "moco-v2",
-    "moco-v3",
-    "byol",
-    "mae",
-    "inpainting",
-    "rotation",
-    "autoencoder",
-    "bert",
-    "gpt",
-    "wav2vec2",
-    "cpc",
-    "clip",
-];
+const PLANNED: &[&str] =
+    &["mae", "inpainting", "rotation", "autoencoder", "bert", "gpt", "wav2vec2", "cpc", "clip"];
 
 fn unknown_method(name: &str) -> anyhow::Error {
     let available: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
@@ -45,6 +45,11 @@ fn unknown_method(name: &str) -> anyhow::Error {
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     match args.method.as_str() {
         "synthetic" => crate::synthetic::pretrain(args),
+        Simclr::NAME => vision::pretrain::<Simclr>(args),
+        MocoV2::NAME => vision::pretrain::<MocoV2>(args),
+        MocoV3::NAME => vision::pretrain::<MocoV3>(args),
+        Byol::NAME => vision::pretrain::<Byol>(args),
+        Supervised::NAME => vision::pretrain::<Supervised>(args),
         other => Err(unknown_method(other)),
     }
 }
@@ -58,16 +63,31 @@ fn checkpoint_method(path: &Path) -> Result<(ssl_core::checkpoint::LoadedCheckpo
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    let (train, test) = (args.probe_train.as_deref(), args.probe_test.as_deref());
     match method.as_str() {
         "synthetic" => crate::synthetic::evaluate(ck, args.device.as_deref()),
+        Simclr::NAME => vision::evaluate::<Simclr>(ck, args.device.as_deref(), train, test),
+        MocoV2::NAME => vision::evaluate::<MocoV2>(ck, args.device.as_deref(), train, test),
+        MocoV3::NAME => vision::evaluate::<MocoV3>(ck, args.device.as_deref(), train, test),
+        Byol::NAME => vision::evaluate::<Byol>(ck, args.device.as_deref(), train, test),
+        Supervised::NAME => vision::evaluate::<Supervised>(ck, args.device.as_deref(), train, test),
         other => Err(unknown_method(other)),
     }
 }
 
 pub fn embed(args: &EmbedArgs) -> Result<()> {
     let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    let data = args.data.as_deref();
     match method.as_str() {
+        "synthetic" if args.data.is_some() => {
+            bail!("--data: the synthetic method embeds its own held-out split")
+        }
         "synthetic" => crate::synthetic::embed(ck, args.device.as_deref(), &args.output),
+        Simclr::NAME => vision::embed::<Simclr>(ck, args.device.as_deref(), data, &args.output),
+        MocoV2::NAME => vision::embed::<MocoV2>(ck, args.device.as_deref(), data, &args.output),
+        MocoV3::NAME => vision::embed::<MocoV3>(ck, args.device.as_deref(), data, &args.output),
+        Byol::NAME => vision::embed::<Byol>(ck, args.device.as_deref(), data, &args.output),
+        Supervised::NAME => vision::embed::<Supervised>(ck, args.device.as_deref(), data, &args.output),
         other => Err(unknown_method(other)),
     }
 }

@@ -1,0 +1,470 @@
+//! `ssl pretrain simclr | moco-v2 | moco-v3 | byol`, and `ssl evaluate` / `ssl embed` on their
+//! checkpoints: one generic driver over [`VisionMethod`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use ssl_core::checkpoint::{self, LoadedCheckpoint};
+use ssl_core::data::{DataLoader, Dataset, LoaderConfig, RandomSampler};
+use ssl_core::eval::{extract_features, probe_encoder, probe_features, EvalConfig, ProbeSummary};
+use ssl_core::tch::{Device, Tensor};
+use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_vision::data::{FolderOptions, ImageFiles, ImageSource};
+use ssl_vision::method::VisionMethod;
+use ssl_vision::shapes::{Shapes, ShapesConfig, Split};
+use ssl_vision::views::{labelled_tensors, Normalization, ViewBatches};
+
+use crate::run;
+use crate::PretrainArgs;
+
+/// Optimiser steps of the default run on the embedded shapes: about 4 minutes of training on
+/// 2 CPU cores with the default model, leaving time for the evaluation within the 5-minute
+/// budget of the command-line contract.
+pub const DEFAULT_STEPS: u64 = 400;
+/// Epochs of a run on a user's folder when neither `--steps` nor `--epochs` is given.
+pub const DEFAULT_FOLDER_EPOCHS: u64 = 100;
+/// Backbone width of the default run on the embedded shapes (the paper's is 64): a quarter of
+/// the channels, a sixteenth of the compute, so the 5-minute budget buys enough steps.
+pub const EMBEDDED_BASE_WIDTH: i64 = 16;
+
+/// Where the images come from and how they are batched: the `[data]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// An unlabelled image folder (searched recursively); absent: the embedded shapes.
+    pub folder: Option<PathBuf>,
+    /// Side of the square views, in pixels.
+    pub image_size: u32,
+    /// Use the papers' 32 px augmentation variants where they have one (SimCLR: colour
+    /// jitter strength 0.5 and no blur).
+    pub small_images: bool,
+    /// Images per batch (each gives two views).
+    pub batch_size: usize,
+    /// Decode every image once, resized so its shorter side is `cache_side`, and keep them in
+    /// memory; 0 decodes each image every time it is drawn.
+    pub cache_side: u32,
+    /// Leave out unreadable images (and report how many) instead of stopping at the first.
+    pub skip_bad: bool,
+    /// Labelled folder (one sub-folder per class) the probes train on.
+    pub probe_train: Option<PathBuf>,
+    /// Labelled folder the probes are scored on.
+    pub probe_test: Option<PathBuf>,
+    /// The embedded dataset, when `folder` is absent.
+    pub shapes: ShapesConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            folder: None,
+            image_size: 32,
+            small_images: true,
+            batch_size: 256,
+            cache_side: 0,
+            skip_bad: false,
+            probe_train: None,
+            probe_test: None,
+            shapes: ShapesConfig::default(),
+        }
+    }
+}
+
+impl DataConfig {
+    fn validate(&self) -> Result<()> {
+        if self.image_size < 8 {
+            bail!("invalid config: data.image_size must be at least 8 pixels, got {}", self.image_size);
+        }
+        if self.batch_size < 2 {
+            bail!("invalid config: data.batch_size must be at least 2 (contrastive batches need negatives)");
+        }
+        if self.probe_train.is_some() != self.probe_test.is_some() {
+            bail!("invalid config: data.probe_train and data.probe_test go together");
+        }
+        if self.folder.is_none() {
+            self.shapes.validate()?;
+        }
+        Ok(())
+    }
+
+    fn folder_options(&self, min_side: Option<u32>) -> FolderOptions {
+        FolderOptions {
+            min_side,
+            cache_side: (self.cache_side > 0).then_some(self.cache_side),
+            skip_bad: self.skip_bad,
+        }
+    }
+}
+
+/// A vision run's whole configuration, as `config.toml` stores it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, bound = "")]
+pub struct RunConfig<M: VisionMethod> {
+    /// The method's name.
+    pub method: String,
+    /// The trainer.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// The data.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// The method's model.
+    #[serde(default = "M::default_config")]
+    pub model: M::Config,
+    /// The probes.
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+/// The defaults of a run: the method's model and optimiser, and on the embedded shapes the
+/// narrower backbone and step budget of the default run.
+fn default_config<M: VisionMethod>(embedded: bool) -> RunConfig<M> {
+    let data = DataConfig::default();
+    let mut train = TrainConfig {
+        steps: DEFAULT_STEPS,
+        log_every: 10,
+        checkpoint_every: 100,
+        keep_last: 2,
+        ..Default::default()
+    };
+    train.optimizer = M::optimizer(data.batch_size);
+    train.schedule.warmup_steps = DEFAULT_STEPS / 10;
+    let mut model = M::default_config();
+    if embedded {
+        M::backbone_mut(&mut model).base_width = EMBEDDED_BASE_WIDTH;
+    }
+    RunConfig { method: M::NAME.to_string(), train, data, model, eval: EvalConfig::default() }
+}
+
+fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
+    let embedded = args.data.is_none();
+    let mut user_optimizer = false;
+    let mut cfg: RunConfig<M> = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?;
+            // Fill what the file leaves out with the method's defaults, table by table.
+            let mut value = toml::Value::try_from(default_config::<M>(embedded))?;
+            let user: toml::Value = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+            user_optimizer = user.get("train").and_then(|t| t.get("optimizer")).is_some();
+            merge(&mut value, user);
+            value.try_into().map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?
+        }
+        None => default_config::<M>(embedded),
+    };
+    if cfg.method != M::NAME {
+        bail!("config `method = \"{}\"` does not match the command's method `{}`", cfg.method, M::NAME);
+    }
+    if let Some(d) = &args.data {
+        cfg.data.folder = Some(d.clone());
+    }
+    if let (Some(train), Some(test)) = (&args.probe_train, &args.probe_test) {
+        cfg.data.probe_train = Some(train.clone());
+        cfg.data.probe_test = Some(test.clone());
+    }
+    if let Some(seed) = args.seed {
+        cfg.train.seed = seed;
+    }
+    if let Some(bs) = args.batch_size {
+        cfg.data.batch_size = bs;
+    }
+    if !user_optimizer {
+        // The method's optimiser, its learning rate scaled to the final batch size.
+        cfg.train.optimizer = M::optimizer(cfg.data.batch_size);
+    }
+    if let Some(lr) = args.lr {
+        cfg.train.optimizer.lr = lr;
+    }
+    if let Some(d) = &args.device {
+        cfg.train.device = d.parse()?;
+    }
+    cfg.train.deterministic |= args.deterministic;
+    if let Some(steps) = args.steps {
+        cfg.train.steps = steps;
+    }
+    cfg.train.schedule.warmup_steps = cfg.train.schedule.warmup_steps.min(cfg.train.steps);
+    cfg.data.validate()?;
+    M::validate(&cfg.model)?;
+    cfg.train.validate()?;
+    cfg.eval.validate()?;
+    Ok(cfg)
+}
+
+/// Overlays `user` on `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Value, user: toml::Value) {
+    match (base, user) {
+        (toml::Value::Table(b), toml::Value::Table(u)) => {
+            for (k, v) in u {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// The training images.
+fn training_source(data: &DataConfig, labelled: bool) -> Result<(ImageSource, usize)> {
+    match &data.folder {
+        None => Ok((ImageSource::Shapes(Shapes::new(&data.shapes, Split::Train)?), data.shapes.num_classes)),
+        Some(dir) => {
+            let options = data.folder_options(None);
+            let files = if labelled {
+                ImageFiles::labelled(dir, &options)?
+            } else {
+                ImageFiles::unlabelled(dir, &options)?
+            };
+            if !files.skipped().is_empty() {
+                eprintln!("skipped {} unreadable image(s) in {}", files.skipped().len(), dir.display());
+                for s in files.skipped().iter().take(5) {
+                    eprintln!("  {}: {}", s.path.display(), s.reason);
+                }
+            }
+            let classes = files.classes().len();
+            Ok((ImageSource::Folder(files), classes))
+        }
+    }
+}
+
+type VisionLoader = DataLoader<ImageSource, ViewBatches, RandomSampler>;
+
+/// The training loader; sets the model's class count for methods that train on labels.
+fn loader<M: VisionMethod>(cfg: &mut RunConfig<M>) -> Result<VisionLoader> {
+    let (source, classes) = training_source(&cfg.data, M::LABELLED)?;
+    if M::LABELLED {
+        M::set_num_classes(&mut cfg.model, classes);
+        M::validate(&cfg.model)?;
+    }
+    M::check_dataset(&cfg.model, source.len())?;
+    let views =
+        ViewBatches::new(M::views(cfg.data.image_size, cfg.data.small_images), Normalization::IMAGENET)
+            .with_labels(M::LABELLED);
+    let loader_cfg =
+        LoaderConfig { batch_size: cfg.data.batch_size, drop_last: true, prefetch: 2, seed: cfg.train.seed };
+    Ok(DataLoader::new(source, views, RandomSampler::new(cfg.train.seed), loader_cfg)?)
+}
+
+fn build<M: VisionMethod>(cfg: &RunConfig<M>, device: Device) -> Result<M> {
+    ssl_core::rng::seed_torch(cfg.train.seed, "init", &[]);
+    Ok(M::build(&cfg.model, device)?)
+}
+
+pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
+    // Everything that can be wrong with the inputs is checked before the run directory exists.
+    let mut cfg = resolve_config::<M>(args)?;
+    let device = run::resolve_device(None, cfg.train.device)?;
+    let loader = loader(&mut cfg)?;
+    match (args.steps, args.epochs) {
+        (None, Some(epochs)) => cfg.train.steps = epochs * loader.batches_per_epoch(),
+        (None, None) if cfg.data.folder.is_some() && args.config.is_none() => {
+            cfg.train.steps = DEFAULT_FOLDER_EPOCHS * loader.batches_per_epoch();
+            cfg.train.schedule.warmup_steps = cfg.train.steps / 10;
+        }
+        _ => {}
+    }
+    cfg.train.validate()?;
+    let probe = if args.no_eval { None } else { Some(probe_sets(&cfg.data)?) };
+    let mut objective = build(&cfg, device)?;
+    let dir = run::prepare_run_dir(args)?;
+    run::write_config(&dir, &cfg)?;
+    eprintln!(
+        "training `{}` for {} steps of {} images ({} in the training set) on {device:?}; run directory {}",
+        M::NAME,
+        cfg.train.steps,
+        cfg.data.batch_size,
+        loader.dataset().len(),
+        dir.display()
+    );
+    let report = Trainer::new(cfg.train.clone())
+        .run_dir(&dir)
+        .resume_from(args.resume.clone())
+        .config_snapshot(serde_json::to_value(&cfg)?)
+        .fit(&mut objective, &loader)
+        .context("training failed")?;
+
+    let mut summary = serde_json::json!({
+        "method": M::NAME,
+        "steps": report.steps,
+        "samples_per_sec": report.samples_per_sec,
+        "final_loss": report.final_loss,
+        "device": report.device,
+        "wall_seconds": report.wall_seconds,
+    });
+    if let Some(Some(sets)) = probe {
+        summary["eval"] = evaluation(&cfg, &objective, &sets, device)?;
+    } else if !args.no_eval {
+        eprintln!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR to evaluate");
+    }
+    run::write_summary(&dir, &summary)?;
+    print_table(&summary);
+    eprintln!("summary: {}", dir.join("summary.json").display());
+    Ok(())
+}
+
+/// Labelled `(train_x, train_y, test_x, test_y)` for the probes: the user's folders, the
+/// embedded shapes' splits, or none (a folder run without probe folders).
+struct ProbeSets {
+    train: (Tensor, Tensor),
+    test: (Tensor, Tensor),
+}
+
+fn probe_sets(data: &DataConfig) -> Result<Option<ProbeSets>> {
+    let size = data.image_size;
+    let norm = Normalization::IMAGENET;
+    match (&data.probe_train, &data.probe_test, &data.folder) {
+        (Some(train), Some(test), _) => {
+            let options = data.folder_options(None);
+            let train_set = ImageFiles::labelled(train, &options)?;
+            let test_set = ImageFiles::labelled(test, &options)?;
+            if train_set.classes() != test_set.classes() {
+                bail!(
+                    "the probe folders have different classes: {} has {:?}, {} has {:?}",
+                    train.display(),
+                    train_set.classes(),
+                    test.display(),
+                    test_set.classes()
+                );
+            }
+            Ok(Some(ProbeSets {
+                train: labelled_tensors(&train_set, size, norm)?,
+                test: labelled_tensors(&test_set, size, norm)?,
+            }))
+        }
+        (None, None, None) => Ok(Some(ProbeSets {
+            train: labelled_tensors(&Shapes::new(&data.shapes, Split::Train)?, size, norm)?,
+            test: labelled_tensors(&Shapes::new(&data.shapes, Split::Test)?, size, norm)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn probe(
+    encoder: &dyn ssl_core::Encoder,
+    sets: &ProbeSets,
+    eval: &EvalConfig,
+    device: Device,
+) -> Result<ProbeSummary> {
+    let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
+    Ok(probe_encoder(encoder, tx, ty, vx, vy, eval, device)?)
+}
+
+/// Probes the trained encoder, the same encoder untrained, and the raw pixels.
+fn evaluation<M: VisionMethod>(
+    cfg: &RunConfig<M>,
+    trained: &M,
+    sets: &ProbeSets,
+    device: Device,
+) -> Result<serde_json::Value> {
+    let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
+    eprintln!("evaluating on {} labelled train / {} held-out images", ty.size()[0], vy.size()[0]);
+    let ours = probe(trained.encoder(), sets, &cfg.eval, device)?;
+    let untrained = build(cfg, device)?;
+    let random = probe(untrained.encoder(), sets, &cfg.eval, device)?;
+    let raw = probe_features(tx, ty, vx, vy, &cfg.eval, device)?;
+    Ok(serde_json::json!({
+        "linear_probe_acc": ours.linear_probe_acc,
+        "knn_acc": ours.knn_acc,
+        "random_init_linear_probe_acc": random.linear_probe_acc,
+        "random_init_knn_acc": random.knn_acc,
+        "raw_input_linear_probe_acc": raw.linear_probe_acc,
+        "raw_input_knn_acc": raw.knn_acc,
+        "linear_probe": ours.linear_probe,
+        "knn": ours.knn,
+    }))
+}
+
+/// The short table the main job ends with.
+fn print_table(summary: &serde_json::Value) {
+    let num = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
+    let e = &summary["eval"];
+    println!(
+        "{:<9} {:>6} {:>10} {:>8} {:>8} {:>12} {:>10}",
+        "method", "steps", "samples/s", "linear", "kNN", "random-init", "raw-pixel"
+    );
+    println!(
+        "{:<9} {:>6} {:>10.1} {:>8} {:>8} {:>12} {:>10}",
+        summary["method"].as_str().unwrap_or("?"),
+        summary["steps"],
+        summary["samples_per_sec"].as_f64().unwrap_or(f64::NAN),
+        num(&e["linear_probe_acc"]),
+        num(&e["knn_acc"]),
+        num(&e["random_init_linear_probe_acc"]),
+        num(&e["raw_input_linear_probe_acc"]),
+    );
+}
+
+fn restore<M: VisionMethod>(
+    ck: &LoadedCheckpoint,
+    device: Option<&str>,
+) -> Result<(RunConfig<M>, M, Device)> {
+    let cfg: RunConfig<M> = serde_json::from_value(ck.meta.config.clone()).with_context(|| {
+        format!("checkpoint {}: its stored config is not a `{}` run config", ck.path.display(), M::NAME)
+    })?;
+    let device = run::resolve_device(device, cfg.train.device)?;
+    let objective = build(&cfg, device)?;
+    checkpoint::restore_variables(objective.var_store(), &ck.model, &ck.path.join("model.safetensors"))?;
+    Ok((cfg, objective, device))
+}
+
+pub fn evaluate<M: VisionMethod>(
+    ck: LoadedCheckpoint,
+    device: Option<&str>,
+    probe_train: Option<&Path>,
+    probe_test: Option<&Path>,
+) -> Result<()> {
+    let (mut cfg, objective, device) = restore::<M>(&ck, device)?;
+    if let (Some(train), Some(test)) = (probe_train, probe_test) {
+        cfg.data.probe_train = Some(train.to_path_buf());
+        cfg.data.probe_test = Some(test.to_path_buf());
+    }
+    let Some(sets) = probe_sets(&cfg.data)? else {
+        bail!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR");
+    };
+    let report = evaluation(&cfg, &objective, &sets, device)?;
+    let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Writes the representations of a folder's images (or of the embedded held-out split) to a
+/// safetensors file: `embeddings` `[N, D]` and `labels` `[N]` (-1 for an unlabelled folder),
+/// with the image paths, one per line, in `<output>.files.txt` for a folder.
+pub fn embed<M: VisionMethod>(
+    ck: LoadedCheckpoint,
+    device: Option<&str>,
+    data: Option<&Path>,
+    output: &Path,
+) -> Result<()> {
+    let (cfg, objective, device) = restore::<M>(&ck, device)?;
+    let norm = Normalization::IMAGENET;
+    let (x, y, files) = match data {
+        None => {
+            let (x, y) =
+                labelled_tensors(&Shapes::new(&cfg.data.shapes, Split::Test)?, cfg.data.image_size, norm)?;
+            (x, y, None)
+        }
+        Some(dir) => {
+            let set = ImageFiles::unlabelled(dir, &cfg.data.folder_options(None))?;
+            let (x, y) = labelled_tensors(&set, cfg.data.image_size, norm)?;
+            let names: Vec<String> = set.files().iter().map(|(p, _)| p.display().to_string()).collect();
+            (x, y, Some(names))
+        }
+    };
+    let z = extract_features(objective.encoder(), &x, cfg.eval.batch_size, device)?;
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = output.file_name().and_then(|n| n.to_str()).context("--output needs a file name")?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    Tensor::write_safetensors(&[("embeddings", &z), ("labels", &y)], &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Some(names) = files {
+        run::write_atomic(dir, &format!("{name}.files.txt"), (names.join("\n") + "\n").as_bytes())?;
+    }
+    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!("wrote {} embeddings of dimension {} to {}", z.size()[0], z.size()[1], output.display());
+    Ok(())
+}

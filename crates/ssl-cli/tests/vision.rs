@@ -1,0 +1,201 @@
+//! `ssl pretrain simclr | moco-v2 | moco-v3 | byol | supervised` on tiny models: the run
+//! directory, resume, evaluate/embed, own probe folders, and clear errors.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A tiny backbone and heads, 16 px shapes, a few steps.
+fn tiny(method: &str, extra: &str) -> String {
+    format!(
+        r#"
+method = "{method}"
+[train]
+steps = 6
+log_every = 2
+checkpoint_every = 3
+progress = false
+deterministic = true
+[train.schedule]
+warmup_steps = 1
+[data]
+image_size = 16
+batch_size = 16
+[data.shapes]
+image_size = 16
+train_per_class = 4
+test_per_class = 2
+[model.backbone]
+depth = "18"
+base_width = 4
+small_images = true
+[eval.linear_probe]
+epochs = 3
+{extra}
+"#
+    )
+}
+
+fn ssl(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ssl")).args(args).current_dir(cwd).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn every_vision_method_pretrains_and_reports_the_contract_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let heads = "hidden_dim = 16\nout_dim = 8\n";
+    for (method, model) in [
+        ("simclr", heads),
+        ("moco-v2", "queue_size = 16\nout_dim = 8\n"),
+        ("moco-v3", heads),
+        ("byol", heads),
+        ("supervised", ""),
+    ] {
+        let extra = if model.is_empty() { String::new() } else { format!("[model]\n{model}") };
+        let cfg = write(tmp.path(), &format!("{method}.toml"), &tiny(method, &extra));
+        let o = ssl(&["pretrain", method, "--config", &cfg, "--out", method], tmp.path());
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+        let s = summary(&tmp.path().join(method));
+        assert_eq!(s["method"], method);
+        assert_eq!(s["steps"], 6);
+        for key in
+            ["linear_probe_acc", "knn_acc", "random_init_linear_probe_acc", "raw_input_linear_probe_acc"]
+        {
+            let v = s["eval"][key].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&v), "{method}: eval.{key} = {v}");
+        }
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(table.contains("random-init") && table.contains(method), "{table}");
+    }
+}
+
+#[test]
+fn a_run_resumes_evaluates_and_embeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "c.toml", &tiny("moco-v2", "[model]\nqueue_size = 16\nout_dim = 8\n"));
+    let o = ssl(&["pretrain", "moco-v2", "--config", &cfg, "--out", "run", "--no-eval"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ssl(
+        &["pretrain", "moco-v2", "--config", &cfg, "--steps", "9", "--resume", "run", "--no-eval"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&tmp.path().join("run"))["steps"], 9);
+    let o = ssl(&["eval", "--checkpoint", "run"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["step"], 9);
+    let o = ssl(&["embed", "--checkpoint", "run", "--output", "emb.safetensors"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = ssl_core::tch::Tensor::read_safetensors(tmp.path().join("emb.safetensors")).unwrap();
+    let emb = &t.iter().find(|(n, _)| n == "embeddings").unwrap().1;
+    assert_eq!(emb.size(), [16, 32]);
+}
+
+/// A labelled folder of PNGs drawn from the shapes, one sub-folder per class.
+fn image_folder(root: &Path, per_class: usize) {
+    use ssl_core::data::Dataset;
+    let cfg = ssl_vision::shapes::ShapesConfig {
+        image_size: 16,
+        num_classes: 2,
+        train_per_class: per_class,
+        ..Default::default()
+    };
+    let ds = ssl_vision::shapes::Shapes::new(&cfg, ssl_vision::shapes::Split::Train).unwrap();
+    for i in 0..ds.len() {
+        let (img, label) = ds.get(i).unwrap();
+        let dir = root.join(format!("class{label}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rgb = image::RgbImage::from_fn(16, 16, |x, y| {
+            image::Rgb(img.get_pixel(x, y).0.map(|v| (v * 255.0).round() as u8))
+        });
+        rgb.save(dir.join(format!("{i}.png"))).unwrap();
+    }
+}
+
+#[test]
+fn folders_train_and_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    image_folder(&tmp.path().join("train"), 10);
+    image_folder(&tmp.path().join("test"), 3);
+    let cfg = write(tmp.path(), "c.toml", &tiny("simclr", "[model]\nhidden_dim = 16\nout_dim = 8\n"));
+    let args = [
+        "pretrain",
+        "simclr",
+        "--config",
+        &cfg,
+        "--data",
+        "train",
+        "--probe-train",
+        "train",
+        "--probe-test",
+        "test",
+        "--out",
+        "run",
+    ];
+    let o = ssl(&args, tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&tmp.path().join("run"));
+    assert!(s["eval"]["linear_probe_acc"].as_f64().is_some(), "{s}");
+    // An unreadable file is named and nothing is left behind; with skip_bad it is counted.
+    std::fs::write(tmp.path().join("train/class0/broken.png"), b"not a png").unwrap();
+    let args = ["pretrain", "simclr", "--config", &cfg, "--data", "train", "--out", "run2"];
+    let o = ssl(&args, tmp.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("broken.png"), "{}", stderr(&o));
+    assert!(!tmp.path().join("run2").exists());
+    let skip = write(
+        tmp.path(),
+        "skip.toml",
+        &tiny("simclr", "[model]\nhidden_dim = 16\nout_dim = 8\n")
+            .replace("[data]\n", "[data]\nskip_bad = true\n"),
+    );
+    let o = ssl(
+        &["pretrain", "simclr", "--config", &skip, "--data", "train", "--out", "run2", "--no-eval"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped 1 unreadable image"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_inputs_fail_clearly_and_leave_no_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        (tiny("moco-v2", "[model]\nqueue_size = 1000\n"), vec![], "model.queue_size"),
+        (tiny("simclr", "[model]\ntemperature = 0.0\n"), vec![], "model.temperature"),
+        (tiny("simclr", "[model]\nhiden_dim = 3\n"), vec![], "hiden_dim"),
+        (tiny("byol", ""), vec!["--data", "empty"], "empty"),
+        (tiny("byol", ""), vec!["--data", "nowhere"], "nowhere"),
+        (tiny("simclr", ""), vec!["--batch-size", "1"], "data.batch_size"),
+        (tiny("byol", "").replace("method = \"byol\"", "method = \"simclr\""), vec![], "does not match"),
+    ];
+    for (i, (toml, extra, needle)) in cases.iter().enumerate() {
+        let cfg = write(tmp.path(), &format!("bad{i}.toml"), toml);
+        let method = toml.lines().find_map(|l| l.strip_prefix("method = ")).unwrap().trim_matches('"');
+        let method = if *needle == "does not match" { "byol" } else { method };
+        let out = format!("run{i}");
+        let mut args = vec!["pretrain", method, "--config", &cfg, "--out", &out];
+        args.extend(extra.iter());
+        let o = ssl(&args, tmp.path());
+        assert!(!o.status.success(), "case {i} was accepted");
+        let err = stderr(&o);
+        assert!(err.contains(needle), "case {i}: the error does not name {needle}: {err}");
+        assert!(!tmp.path().join(&out).exists(), "{out} was created for a bad input");
+    }
+}
