@@ -56,8 +56,7 @@ enum Cmd {
     },
     /// Set up libtorch, then pretrain the default method with the `ssl` CLI (release build).
     ///
-    /// Runs `cargo run --release -p ssl-cli --bin ssl -- pretrain synthetic <ARGS>`; the default
-    /// method becomes `simclr` once the vision crate lands.
+    /// Runs `cargo run --release -p ssl-cli --bin ssl -- pretrain simclr <ARGS>`.
     Demo {
         /// Extra arguments for `ssl pretrain`.
         #[arg(last = true, value_name = "ARGS")]

@@ -14,9 +14,8 @@ use crate::libtorch::{self, REQUIRED};
 
 /// The method `cargo xtask demo` pretrains.
 ///
-/// `synthetic` (a small method on generated data that needs no download) until the vision crate
-/// lands; then it becomes `simclr`.
-pub const DEFAULT_METHOD: &str = "synthetic";
+/// SimCLR on the embedded shapes: the project's main job.
+pub const DEFAULT_METHOD: &str = "simclr";
 
 /// One cargo invocation with a name for headers and errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +134,7 @@ mod tests {
         assert_eq!(test_step(&extra).command_line(), "cargo test --workspace -- --nocapture");
         assert_eq!(
             demo_step(&["--steps".to_string(), "10".to_string()]).command_line(),
-            "cargo run --release -p ssl-cli --bin ssl -- pretrain synthetic --steps 10"
+            "cargo run --release -p ssl-cli --bin ssl -- pretrain simclr --steps 10"
         );
         assert_eq!(bench_step(&[]).command_line(), "cargo bench --workspace");
     }
