@@ -175,3 +175,20 @@ pub fn resolve_device(
     };
     Ok(spec.resolve()?)
 }
+
+/// Applies the flags every method shares to its trainer config: `--lr`, `--device`,
+/// `--deterministic`, `--steps` (warm-up capped at the step count).
+pub fn apply_train_flags(args: &PretrainArgs, train: &mut ssl_core::trainer::TrainConfig) -> Result<()> {
+    if let Some(lr) = args.lr {
+        train.optimizer.lr = lr;
+    }
+    if let Some(d) = &args.device {
+        train.device = d.parse()?;
+    }
+    train.deterministic |= args.deterministic;
+    if let Some(steps) = args.steps {
+        train.steps = steps;
+    }
+    train.schedule.warmup_steps = train.schedule.warmup_steps.min(train.steps);
+    Ok(())
+}

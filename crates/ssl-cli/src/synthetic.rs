@@ -71,16 +71,7 @@ fn resolve_config(
     if let Some(bs) = args.batch_size {
         cfg.data.batch_size = bs;
     }
-    if let Some(lr) = args.lr {
-        cfg.train.optimizer.lr = lr;
-    }
-    if let Some(d) = &args.device {
-        cfg.train.device = d.parse()?;
-    }
-    cfg.train.deterministic |= args.deterministic;
-    if let Some(steps) = args.steps {
-        cfg.train.steps = steps;
-    }
+    run::apply_train_flags(args, &mut cfg.train)?;
     if let Some(epochs) = args.epochs {
         cfg.train.steps = epochs * batches_per_epoch(&cfg)?;
     }

@@ -191,17 +191,7 @@ fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> 
         // The method's optimiser, its learning rate scaled to the final batch size.
         cfg.train.optimizer = method_optimizer::<M>(embedded, cfg.data.batch_size);
     }
-    if let Some(lr) = args.lr {
-        cfg.train.optimizer.lr = lr;
-    }
-    if let Some(d) = &args.device {
-        cfg.train.device = d.parse()?;
-    }
-    cfg.train.deterministic |= args.deterministic;
-    if let Some(steps) = args.steps {
-        cfg.train.steps = steps;
-    }
-    cfg.train.schedule.warmup_steps = cfg.train.schedule.warmup_steps.min(cfg.train.steps);
+    run::apply_train_flags(args, &mut cfg.train)?;
     cfg.data.validate()?;
     M::validate(&cfg.model)?;
     cfg.train.validate()?;

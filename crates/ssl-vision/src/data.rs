@@ -82,19 +82,21 @@ pub fn decode(path: &Path, min_side: Option<u32>) -> Result<Image> {
     let img = image::load_from_memory(&bytes)
         .map_err(|e| Error::data(name.clone(), format!("cannot decode the image: {e}")))?
         .to_rgb32f();
-    let (w, h) = img.dimensions();
+    check_size(name, img.dimensions(), min_side)?;
+    Ok(img)
+}
+
+/// Errors, naming the file, for an image without pixels or with a side below `min_side`.
+fn check_size(name: String, (w, h): (u32, u32), min_side: Option<u32>) -> Result<()> {
     if w == 0 || h == 0 {
         return Err(Error::data(name, "the image has no pixels"));
     }
-    if let Some(min) = min_side {
-        if w.min(h) < min {
-            return Err(Error::data(
-                name,
-                format!("the image is {w}x{h}, smaller than the required {min} px side"),
-            ));
+    match min_side {
+        Some(min) if w.min(h) < min => {
+            Err(Error::data(name, format!("the image is {w}x{h}, smaller than the required {min} px side")))
         }
+        _ => Ok(()),
     }
-    Ok(img)
 }
 
 /// Reads only the header of `path`: its format and size, checked as [`decode`] checks them.
@@ -107,18 +109,7 @@ pub fn check_header(path: &Path, min_side: Option<u32>) -> Result<()> {
     }
     let (w, h) = image::image_dimensions(path)
         .map_err(|e| Error::data(name.clone(), format!("cannot read the image header: {e}")))?;
-    if w == 0 || h == 0 {
-        return Err(Error::data(name, "the image has no pixels"));
-    }
-    if let Some(min) = min_side {
-        if w.min(h) < min {
-            return Err(Error::data(
-                name,
-                format!("the image is {w}x{h}, smaller than the required {min} px side"),
-            ));
-        }
-    }
-    Ok(())
+    check_size(name, (w, h), min_side)
 }
 
 /// Resizes so that the shorter side is `side` (aspect ratio kept, bilinear, antialiased).
