@@ -192,3 +192,22 @@ pub fn apply_train_flags(args: &PretrainArgs, train: &mut ssl_core::trainer::Tra
     train.schedule.warmup_steps = train.schedule.warmup_steps.min(train.steps);
     Ok(())
 }
+
+/// The `eval` object of `summary.json`: the trained encoder's probes, the untrained encoder's
+/// and the raw inputs', with the trained encoder's full reports.
+pub fn eval_summary(
+    ours: &ssl_core::eval::ProbeSummary,
+    random: &ssl_core::eval::ProbeSummary,
+    raw: &ssl_core::eval::ProbeSummary,
+) -> serde_json::Value {
+    serde_json::json!({
+        "linear_probe_acc": ours.linear_probe_acc,
+        "knn_acc": ours.knn_acc,
+        "random_init_linear_probe_acc": random.linear_probe_acc,
+        "random_init_knn_acc": random.knn_acc,
+        "raw_input_linear_probe_acc": raw.linear_probe_acc,
+        "raw_input_knn_acc": raw.knn_acc,
+        "linear_probe": ours.linear_probe,
+        "knn": ours.knn,
+    })
+}

@@ -132,16 +132,7 @@ fn evaluation(cfg: &RunConfig, trained: &VectorSimclr, device: Device) -> Result
     let untrained = VectorSimclr::new(&cfg.data, device)?;
     let random = probe_encoder(untrained.encoder(), &train_x, &train_y, &test_x, &test_y, &cfg.eval, device)?;
     let raw = probe_features(&train_x, &train_y, &test_x, &test_y, &cfg.eval, device)?;
-    Ok(serde_json::json!({
-        "linear_probe_acc": ours.linear_probe_acc,
-        "knn_acc": ours.knn_acc,
-        "random_init_linear_probe_acc": random.linear_probe_acc,
-        "random_init_knn_acc": random.knn_acc,
-        "raw_input_linear_probe_acc": raw.linear_probe_acc,
-        "raw_input_knn_acc": raw.knn_acc,
-        "linear_probe": ours.linear_probe,
-        "knn": ours.knn,
-    }))
+    Ok(run::eval_summary(&ours, &random, &raw))
 }
 
 fn restore(ck: &LoadedCheckpoint, device: Option<&str>) -> Result<(RunConfig, VectorSimclr, Device)> {

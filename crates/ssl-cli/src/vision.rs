@@ -374,16 +374,7 @@ fn evaluation<M: VisionMethod>(
     let untrained = build(cfg, device)?;
     let random = probe(untrained.encoder(), sets, &cfg.eval, device)?;
     let raw = probe_features(tx, ty, vx, vy, &cfg.eval, device)?;
-    Ok(serde_json::json!({
-        "linear_probe_acc": ours.linear_probe_acc,
-        "knn_acc": ours.knn_acc,
-        "random_init_linear_probe_acc": random.linear_probe_acc,
-        "random_init_knn_acc": random.knn_acc,
-        "raw_input_linear_probe_acc": raw.linear_probe_acc,
-        "raw_input_knn_acc": raw.knn_acc,
-        "linear_probe": ours.linear_probe,
-        "knn": ours.knn,
-    }))
+    Ok(run::eval_summary(&ours, &random, &raw))
 }
 
 /// The short table the main job ends with.
