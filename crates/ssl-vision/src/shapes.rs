@@ -1,12 +1,21 @@
 //! The embedded default dataset: procedurally drawn shapes, generated deterministically from a
 //! seed, with no files.
 //!
-//! Each image shows one shape of its class (disk, square, triangle, cross, ring, star, ellipse,
-//! half-disk) at a random position, size and rotation, in a random colour on a random
-//! background colour, with pixel noise. Colour, position and orientation carry no class
-//! information, so raw pixels are a poor feature; the shape is what SSL augmentations (crops,
-//! colour jitter, flips) leave invariant, so it is learnable without labels. Sample `i` of a split
-//! is a pure function of `(seed, split, i)`: nothing is stored, and any size can be asked for.
+//! Each image shows a few copies (2 to 4 by default) of its class's shape (disk, square,
+//! triangle, cross, ring, star, ellipse, half-disk), each at its own position, size and rotation,
+//! in one colour on a background colour, with pixel noise. Colour, position, count and
+//! orientation carry no class information, so raw pixels are a poor feature; the shape is what
+//! SSL augmentations (crops, colour jitter, flips) leave invariant, so it is learnable without
+//! labels. Two choices keep it so:
+//! - several copies: a random-resized crop down to 8% of the image, as the papers' recipes
+//!   take, still shows at least part of one copy, as a crop of a natural image shows part of
+//!   its object; with a single shape most small crops show background or a featureless edge;
+//! - a small palette (4 colours): the colour pair is then shared by many images of a batch, so
+//!   a contrastive learner cannot tell the images apart by colour alone and has to look at
+//!   the shapes.
+//!
+//! Sample `i` of a split is a pure function of `(seed, split, i)`: nothing is stored, and any
+//! size can be asked for.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -33,10 +42,17 @@ pub struct ShapesConfig {
     pub test_per_class: usize,
     /// Standard deviation of the additive pixel noise.
     pub noise_std: f32,
+    /// Range of a shape's radius, as a fraction of the image side.
+    pub radius: [f32; 2],
+    /// Range of the number of copies of the class's shape in an image (each with its own
+    /// position, size and rotation; placed apart where 32 random tries find room, which with
+    /// the defaults fails for about 5% of the images).
+    pub count: [usize; 2],
     /// Number of colours backgrounds and shapes are drawn from (a palette derived from the
-    /// seed); 0 draws every colour uniformly from the RGB cube. A small palette makes colour a
-    /// weak cue for telling two images apart, so a contrastive learner cannot separate the
-    /// images of a batch by colour alone and has to look at the shapes.
+    /// seed, spread over the brightness range); 0 draws every colour uniformly from the RGB
+    /// cube. A small palette makes colour a weak cue for telling two images apart, so a
+    /// contrastive learner cannot separate the images of a batch by colour alone and has to
+    /// look at the shapes.
     pub palette: usize,
     /// The seed the images derive from.
     pub seed: u64,
@@ -50,7 +66,9 @@ impl Default for ShapesConfig {
             train_per_class: 1000,
             test_per_class: 200,
             noise_std: 0.05,
-            palette: 8,
+            radius: [0.12, 0.22],
+            count: [2, 4],
+            palette: 4,
             seed: 0,
         }
     }
@@ -70,6 +88,17 @@ impl ShapesConfig {
         }
         if self.train_per_class == 0 || self.test_per_class == 0 {
             return Err(Error::config("data.train_per_class", "both splits need samples"));
+        }
+        let [r0, r1] = self.radius;
+        if !(r0 > 0.0 && r0 <= r1 && r1 <= 0.5) {
+            return Err(Error::config(
+                "data.radius",
+                "must be a range [min, max] with 0 < min <= max <= 0.5",
+            ));
+        }
+        let [c0, c1] = self.count;
+        if !(c0 >= 1 && c0 <= c1) {
+            return Err(Error::config("data.count", "must be a range [min, max] with 1 <= min <= max"));
         }
         if self.palette == 1 {
             return Err(Error::config("data.palette", "needs at least 2 colours (or 0 for any colour)"));
@@ -114,6 +143,26 @@ impl Shapes {
         Ok(Self { config: config.clone(), split, palette: palette(config) })
     }
 
+    /// Where the copies of an image's shape go: `count` copies of radius within `radius`,
+    /// wholly inside the image, each redrawn (up to 32 times) until it overlaps no earlier one.
+    fn layout(&self, rng: &mut SslRng) -> Vec<Placed> {
+        let c = &self.config;
+        let size = c.image_size as f32;
+        let copies = rng.gen_range(c.count[0]..=c.count[1]);
+        let mut placed: Vec<Placed> = Vec::with_capacity(copies);
+        for _ in 0..copies {
+            let mut shape = Placed::draw(rng, size, c.radius);
+            for _ in 0..32 {
+                if placed.iter().all(|p| !p.overlaps(&shape)) {
+                    break;
+                }
+                shape = Placed::draw(rng, size, c.radius);
+            }
+            placed.push(shape);
+        }
+        placed
+    }
+
     /// Draws sample `index`.
     pub fn render(&self, index: usize) -> (Image, i64) {
         let c = &self.config;
@@ -123,11 +172,7 @@ impl Shapes {
             Split::Test => 1,
         };
         let mut rng = rng_for(c.seed, "shapes", &[split, index as u64]);
-        let size = c.image_size as f32;
-        let radius = size * rng.gen_range(0.22..0.4);
-        let cx = rng.gen_range(radius..size - radius);
-        let cy = rng.gen_range(radius..size - radius);
-        let angle: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+        let placed = self.layout(&mut rng);
         let palette = &self.palette;
         let colour = |rng: &mut SslRng| match palette.len() {
             0 => [rng.gen(), rng.gen(), rng.gen()],
@@ -142,15 +187,12 @@ impl Shapes {
             }
             foreground = colour(&mut rng);
         }
-        let (sin, cos) = angle.sin_cos();
         let mut img = Image::new(c.image_size, c.image_size);
         for (x, y, p) in img.enumerate_pixels_mut() {
             // 2x2 supersampling for smooth edges.
             let mut cover = 0.0;
             for (dx, dy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
-                let (px, py) = ((x as f32 + dx - cx) / radius, (y as f32 + dy - cy) / radius);
-                let (u, v) = (cos * px + sin * py, -sin * px + cos * py);
-                if inside(class, u, v) {
+                if placed.iter().any(|s| s.covers(class, x as f32 + dx, y as f32 + dy)) {
                     cover += 0.25;
                 }
             }
@@ -159,6 +201,42 @@ impl Shapes {
                 .map(|k| (cover * foreground[k] + (1.0 - cover) * background[k] + noise[k]).clamp(0.0, 1.0));
         }
         (img, class as i64)
+    }
+}
+
+/// One copy of a shape: centre, radius and rotation (as sine and cosine) in pixels.
+struct Placed {
+    cx: f32,
+    cy: f32,
+    radius: f32,
+    sin: f32,
+    cos: f32,
+}
+
+impl Placed {
+    /// A copy of radius `radius` (fractions of `size`) lying wholly inside the image.
+    fn draw(rng: &mut SslRng, size: f32, radius: [f32; 2]) -> Self {
+        let radius = size * rng.gen_range(radius[0]..=radius[1]);
+        let centre = |rng: &mut SslRng| {
+            if radius * 2.0 >= size {
+                size / 2.0
+            } else {
+                rng.gen_range(radius..size - radius)
+            }
+        };
+        let (cx, cy) = (centre(rng), centre(rng));
+        let (sin, cos) = rng.gen_range(0.0..std::f32::consts::TAU).sin_cos();
+        Self { cx, cy, radius, sin, cos }
+    }
+
+    fn overlaps(&self, other: &Placed) -> bool {
+        (self.cx - other.cx).hypot(self.cy - other.cy) < self.radius + other.radius
+    }
+
+    /// Whether the point `(x, y)` (pixels) is inside this copy of shape `class`.
+    fn covers(&self, class: usize, x: f32, y: f32) -> bool {
+        let (px, py) = ((x - self.cx) / self.radius, (y - self.cy) / self.radius);
+        inside(class, self.cos * px + self.sin * py, -self.sin * px + self.cos * py)
     }
 }
 
@@ -265,5 +343,49 @@ mod tests {
         let e = ShapesConfig { image_size: 4, ..Default::default() }.validate().unwrap_err().to_string();
         assert!(e.contains("data.image_size"), "{e}");
         assert!(Shapes::new(&ShapesConfig::default(), Split::Test).unwrap().get(10_000).is_err());
+        for radius in [[0.0, 0.2], [0.3, 0.2], [0.2, 0.6]] {
+            let e = ShapesConfig { radius, ..Default::default() }.validate().unwrap_err().to_string();
+            assert!(e.contains("data.radius"), "{e}");
+        }
+        for count in [[0, 2], [3, 2]] {
+            let e = ShapesConfig { count, ..Default::default() }.validate().unwrap_err().to_string();
+            assert!(e.contains("data.count"), "{e}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn copies_are_counted_sized_and_inside_the_image(
+            seed: u64, lo in 1usize..4, extra in 0usize..3, r0 in 0.05f32..0.3, dr in 0.0f32..0.2,
+        ) {
+            let cfg = ShapesConfig { seed, count: [lo, lo + extra], radius: [r0, r0 + dr], ..Default::default() };
+            let ds = Shapes::new(&cfg, Split::Train).unwrap();
+            let placed = ds.layout(&mut rng_for(seed, "test", &[]));
+            let size = cfg.image_size as f32;
+            prop_assert!((lo..=lo + extra).contains(&placed.len()));
+            for p in &placed {
+                prop_assert!(p.radius >= size * r0 - 1e-3 && p.radius <= size * (r0 + dr) + 1e-3);
+                prop_assert!(p.cx - p.radius >= -1e-3 && p.cx + p.radius <= size + 1e-3);
+                prop_assert!(p.cy - p.radius >= -1e-3 && p.cy + p.radius <= size + 1e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn default_images_show_separate_copies_of_the_shape() {
+        let ds = Shapes::new(&ShapesConfig::default(), Split::Train).unwrap();
+        let mut rng = rng_for(0, "test", &[]);
+        let mut overlapping = 0;
+        for _ in 0..500 {
+            let placed = ds.layout(&mut rng);
+            assert!((2..=4).contains(&placed.len()));
+            let overlap =
+                placed.iter().enumerate().any(|(i, a)| placed[i + 1..].iter().any(|b| a.overlaps(b)));
+            overlapping += usize::from(overlap);
+        }
+        // Rejection sampling gives up after 32 tries (about 5% of the default images, where 4
+        // large copies do not fit apart); that must stay the exception.
+        assert!(overlapping <= 40, "{overlapping} of 500 images have overlapping copies");
     }
 }
