@@ -1,5 +1,6 @@
-//! `ssl pretrain simclr | moco-v2 | moco-v3 | byol | supervised` on tiny models: the run
-//! directory, resume, evaluate/embed, own probe folders, and clear errors.
+//! `ssl pretrain simclr | moco-v2 | moco-v3 | byol | rotation | mae | supervised` on tiny
+//! models: the run directory, resume, evaluate/embed, fine-tuning and pictures, own probe
+//! folders, and clear errors.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::path::Path;
@@ -63,6 +64,7 @@ fn every_vision_method_pretrains_and_reports_the_contract_keys() {
         ("moco-v2", "queue_size = 16\nout_dim = 8\n"),
         ("moco-v3", heads),
         ("byol", heads),
+        ("rotation", ""),
         ("supervised", ""),
     ] {
         let extra = if model.is_empty() { String::new() } else { format!("[model]\n{model}") };
@@ -81,6 +83,74 @@ fn every_vision_method_pretrains_and_reports_the_contract_keys() {
         let table = String::from_utf8_lossy(&o.stdout);
         assert!(table.contains("random-init") && table.contains(method), "{table}");
     }
+}
+
+/// MAE on a 16 px ViT: the contract keys, fine-tuning against random init, the pictures.
+#[test]
+fn mae_pretrains_fine_tunes_draws_and_embeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = r#"
+method = "mae"
+[train]
+steps = 6
+log_every = 2
+checkpoint_every = 3
+progress = false
+deterministic = true
+[train.schedule]
+warmup_steps = 1
+[data]
+image_size = 16
+batch_size = 16
+[data.shapes]
+image_size = 16
+train_per_class = 4
+test_per_class = 2
+[model]
+decoder_dim = 16
+decoder_depth = 1
+decoder_heads = 2
+[model.encoder]
+image_size = 16
+patch_size = 4
+dim = 32
+depth = 2
+heads = 2
+[eval.linear_probe]
+epochs = 3
+[finetune]
+epochs = 1
+batch_size = 8
+train_subset = 16
+"#;
+    let cfg = write(tmp.path(), "mae.toml", cfg);
+    let o = ssl(&["pretrain", "mae", "--config", &cfg, "--out", "run"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&tmp.path().join("run"));
+    for key in [
+        "linear_probe_acc",
+        "knn_acc",
+        "random_init_linear_probe_acc",
+        "finetune_acc",
+        "random_init_finetune_acc",
+    ] {
+        let v = s["eval"][key].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "eval.{key} = {v}");
+    }
+    let png = image::open(tmp.path().join("run/reconstructions.png")).unwrap();
+    // 8 held-out images (rows) by 4 columns of 16 px tiles with 1 px borders.
+    assert_eq!((png.width(), png.height()), (4 * 17 + 1, 8 * 17 + 1));
+    let o = ssl(&["embed", "--checkpoint", "run", "--output", "emb.safetensors"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A ViT built for another image size than the data's is refused before anything is written.
+    let bad = write(
+        tmp.path(),
+        "bad.toml",
+        &std::fs::read_to_string(&cfg).unwrap().replace("[data]\nimage_size = 16", "[data]\nimage_size = 32"),
+    );
+    let o = ssl(&["pretrain", "mae", "--config", &bad, "--out", "bad"], tmp.path());
+    assert!(!o.status.success() && stderr(&o).contains("model.encoder.image_size"), "{}", stderr(&o));
+    assert!(!tmp.path().join("bad").exists());
 }
 
 #[test]

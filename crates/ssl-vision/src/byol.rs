@@ -169,6 +169,6 @@ mod tests {
             ByolConfig { backbone: ResNetConfig::tiny(), hidden_dim: 32, out_dim: 16, base_momentum: 0.99 };
         let mut model = Byol::new(&cfg, Device::Cpu).unwrap();
         let views = crate::augment::presets::byol(16);
-        crate::testutil::tiny_pretrain_and_probe(&mut model, views, 3e-3, 40, "target_cosine");
+        crate::testutil::tiny_pretrain_and_probe(&mut model, views, 3e-3, 40, Some("target_cosine"));
     }
 }

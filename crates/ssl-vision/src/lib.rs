@@ -9,19 +9,25 @@
 //! - [`data`]: image folders (unlabelled, recursive; ImageFolder layout for labelled sets) with
 //!   clear errors for unreadable files;
 //! - [`shapes`]: the embedded, procedurally generated default dataset;
-//! - [`backbone`]: ResNet-18/34/50 (ImageNet and small-image stems) as `ssl_core::Encoder`s;
+//! - [`backbone`]: ResNet-18/34/50 (ImageNet and small-image stems) and the Vision Transformer
+//!   as `ssl_core::Encoder`s;
 //! - [`views`]: augmented view batches for pretraining and labelled tensors for probes;
 //! - [`simclr`], [`moco`] (v2 and v3) and [`byol`]: the pretext objectives, and [`method`]:
 //!   the trait that drives any of them;
+//! - [`mae`]: masked autoencoders on the ViT, and [`pictures`]: PNG grids of what they do;
+//! - [`rotation`]: rotation prediction (RotNet) on the ResNet;
 //! - [`supervised`]: the same backbone trained with labels, the reference SSL is compared with.
 
 pub mod augment;
 pub mod backbone;
 pub mod byol;
 pub mod data;
+pub mod mae;
 pub mod method;
 pub mod moco;
 mod momentum;
+pub mod pictures;
+pub mod rotation;
 pub mod shapes;
 pub mod simclr;
 pub mod supervised;

@@ -178,7 +178,7 @@ mod tests {
             presets::simclr(16, true),
             3e-3,
             40,
-            "pretext_acc",
+            Some("pretext_acc"),
         );
     }
 }

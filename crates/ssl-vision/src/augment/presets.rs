@@ -7,6 +7,9 @@
 //! | [`moco_v2`] | (0.2, 1) | (0.4, 0.4, 0.4, 0.1), 0.8 | 0.2 | 0.5 | – | Chen et al. 2020 (MoCo v2) |
 //! | [`byol`] view 1 / 2 | (0.08, 1) | (0.4, 0.4, 0.2, 0.1), 0.8 | 0.2 | 1.0 / 0.1 | 0 / 0.2 | Grill et al. 2020, Table 6 |
 //! | [`moco_v3`] view 1 / 2 | as BYOL | | | | | Chen et al. 2021 |
+//! | [`mae`] (one view) | (0.2, 1), bicubic | – | – | – | – | He et al. 2022 |
+//! | [`rotation`] (one view) | (0.2, 1) | – | – | – | – | crop and flip, as MAE's |
+//! | [`supervised`] (one view) | (0.08, 1) | – | – | – | – | the standard ImageNet recipe |
 //!
 //! Every pipeline flips horizontally with p = 0.5 after the crop.
 
@@ -108,6 +111,25 @@ pub fn supervised(size: u32) -> ViewPipelines {
         Box::new(RandomResizedCrop::new(size, (0.08, 1.0))),
         Box::new(HorizontalFlip { p: 0.5 }),
     ])])
+}
+
+/// Rotation prediction's augmentation: one view, random resized crop (0.2, 1) and flip; the
+/// four rotations are made by the objective.
+pub fn rotation(size: u32) -> ViewPipelines {
+    ViewPipelines::new(vec![Compose::new(vec![
+        Box::new(RandomResizedCrop::new(size, (0.2, 1.0))),
+        Box::new(HorizontalFlip { p: 0.5 }),
+    ])])
+}
+
+/// MAE's pretraining augmentation: one view, random resized crop (0.2, 1) with bicubic
+/// interpolation, and flip (`main_pretrain.py`).
+pub fn mae(size: u32) -> ViewPipelines {
+    let crop = RandomResizedCrop {
+        interpolation: super::Interpolation::Bicubic,
+        ..RandomResizedCrop::new(size, (0.2, 1.0))
+    };
+    ViewPipelines::new(vec![Compose::new(vec![Box::new(crop), Box::new(HorizontalFlip { p: 0.5 })])])
 }
 
 /// MoCo v3 uses BYOL's views.

@@ -1,7 +1,10 @@
-//! Convolutional backbones: the encoders that SimCLR, MoCo v2 and BYOL train.
+//! Image backbones: the encoders the vision methods train.
 //!
 //! - [`resnet`]: ResNet-18, -34 and -50 ([`ResNet`], configured by [`ResNetConfig`]), with the
-//!   ImageNet stem or the CIFAR-style small-image stem, parameter names as in torchvision.
+//!   ImageNet stem or the CIFAR-style small-image stem, parameter names as in torchvision
+//!   (SimCLR, MoCo, BYOL, the classic pretext tasks).
+//! - [`vit`]: the Vision Transformer ([`Vit`], [`VitConfig`]) with fixed 2-D sine-cosine
+//!   position embeddings, parameter names as in MAE (MAE).
 //!
 //! A backbone is an [`Encoder`](ssl_core::Encoder): images `[B, C, H, W]` in, one
 //! representation per image `[B, D]` out (after global average pooling, before any projection
@@ -26,5 +29,7 @@
 //! ```
 
 pub mod resnet;
+pub mod vit;
 
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth};
+pub use vit::{Vit, VitConfig, VitPool};

@@ -65,7 +65,7 @@ fn moco_v3_loss_is_the_scaled_symmetric_info_nce() {
 fn moco_v2_trains_end_to_end() {
     tch::manual_seed(0);
     let mut model = MocoV2::new(&tiny_v2(16), Device::Cpu).unwrap();
-    tiny_pretrain_and_probe(&mut model, presets::moco_v2(16), 3e-3, 40, "pretext_acc");
+    tiny_pretrain_and_probe(&mut model, presets::moco_v2(16), 3e-3, 40, Some("pretext_acc"));
     // The key encoder moved towards the query encoder but is not a copy of it.
     let vars = model.var_store().variables();
     let (q, k) = (&vars["online.backbone.conv1.weight"], &vars["target.backbone.conv1.weight"]);
@@ -76,5 +76,5 @@ fn moco_v2_trains_end_to_end() {
 fn moco_v3_trains_end_to_end() {
     tch::manual_seed(0);
     let mut model = MocoV3::new(&tiny_v3(), Device::Cpu).unwrap();
-    tiny_pretrain_and_probe(&mut model, presets::moco_v3(16), 3e-3, 40, "pretext_acc");
+    tiny_pretrain_and_probe(&mut model, presets::moco_v3(16), 3e-3, 40, Some("pretext_acc"));
 }
