@@ -8,6 +8,12 @@ use std::process::{Command, Output};
 
 /// A tiny backbone and heads, 16 px shapes, a few steps.
 fn tiny(method: &str, extra: &str) -> String {
+    tiny_run(method, "[model.backbone]\ndepth = \"18\"\nbase_width = 4\nsmall_images = true\n", extra)
+}
+
+/// A run of a few steps of batch 16 on 16 px shapes with the `model` tables given, a short
+/// probe, and `extra` tables.
+fn tiny_run(method: &str, model: &str, extra: &str) -> String {
     format!(
         r#"
 method = "{method}"
@@ -26,10 +32,7 @@ batch_size = 16
 image_size = 16
 train_per_class = 4
 test_per_class = 2
-[model.backbone]
-depth = "18"
-base_width = 4
-small_images = true
+{model}
 [eval.linear_probe]
 epochs = 3
 {extra}
@@ -89,23 +92,7 @@ fn every_vision_method_pretrains_and_reports_the_contract_keys() {
 #[test]
 fn mae_pretrains_fine_tunes_draws_and_embeds() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = r#"
-method = "mae"
-[train]
-steps = 6
-log_every = 2
-checkpoint_every = 3
-progress = false
-deterministic = true
-[train.schedule]
-warmup_steps = 1
-[data]
-image_size = 16
-batch_size = 16
-[data.shapes]
-image_size = 16
-train_per_class = 4
-test_per_class = 2
+    let model = r#"
 [model]
 decoder_dim = 16
 decoder_depth = 1
@@ -116,14 +103,9 @@ patch_size = 4
 dim = 32
 depth = 2
 heads = 2
-[eval.linear_probe]
-epochs = 3
-[finetune]
-epochs = 1
-batch_size = 8
-train_subset = 16
 "#;
-    let cfg = write(tmp.path(), "mae.toml", cfg);
+    let cfg = tiny_run("mae", model, "[finetune]\nepochs = 1\nbatch_size = 8\ntrain_subset = 16\n");
+    let cfg = write(tmp.path(), "mae.toml", &cfg);
     let o = ssl(&["pretrain", "mae", "--config", &cfg, "--out", "run"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let s = summary(&tmp.path().join("run"));
