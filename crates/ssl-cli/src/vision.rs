@@ -332,10 +332,8 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
         "device": report.device,
         "wall_seconds": report.wall_seconds,
     });
-    if let Some(Some(sets)) = &probe {
-        pictures(&objective, &sets.test.0, &dir)?;
-    }
     if let Some(Some(sets)) = probe {
+        pictures(&objective, &sets.test.0, &dir)?;
         summary["eval"] = evaluation(&cfg, &objective, &sets, device)?;
     } else if !args.no_eval {
         eprintln!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR to evaluate");
