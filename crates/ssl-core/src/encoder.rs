@@ -30,4 +30,19 @@ pub trait Encoder {
     fn output_dim(&self) -> i64;
     /// Encodes a batch: `[B, ...] -> [B, output_dim()]`.
     fn encode(&self, input: &Tensor, train: bool) -> Tensor;
+
+    /// How many blocks deep the encoder is, for layer-wise learning-rate decay when
+    /// fine-tuning (BEiT; MAE's fine-tuning recipe): 0, the default, for an encoder without
+    /// such a stack, which makes the decay a no-op.
+    fn num_layers(&self) -> usize {
+        0
+    }
+
+    /// The layer of the variable `name` (its full name in the encoder's `VarStore`, any prefix
+    /// included), for layer-wise learning-rate decay: 0 for the input embeddings, `i + 1` for
+    /// block `i`, `num_layers() + 1` for what follows the last block. The default puts every
+    /// variable on top.
+    fn layer_id(&self, _name: &str) -> usize {
+        self.num_layers() + 1
+    }
 }

@@ -2,19 +2,33 @@
 //!
 //! The fine-tuning protocol of SimCLR (Chen et al. 2020) and MAE (He et al. 2022), reduced to its
 //! core: a linear head on the representation, cross-entropy, AdamW with a cosine-decayed
-//! learning rate, then top-1 accuracy on the held-out split. Augmentation, layer-wise learning
-//! rate decay and label smoothing are modality or method choices and stay with the callers.
+//! learning rate (optionally decayed layer by layer, as MAE fine-tunes its ViTs), then top-1
+//! accuracy on the held-out split. Augmentation and label smoothing are modality or method
+//! choices and stay with the callers.
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use super::features::validate_labels;
 use super::train_util::{check_loss, cosine_lr, epoch_batches, num_classes, rows, zero_linear};
 use super::{accuracy, extract_features};
-use crate::error::TorchResultExt;
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::{rng_for, seed_torch};
 use crate::{Encoder, Error, Result};
 use rand::seq::SliceRandom;
+
+/// The trainable variables of `vs`, by name, in name order.
+fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Variables AdamW does not decay when fine-tuning: biases, norm weights, tokens.
+fn no_decay(name: &str, shape: &[i64]) -> bool {
+    shape.len() < 2 || name.ends_with("_token")
+}
 
 /// Hyper-parameters of [`finetune`]; every field has a default, unknown fields are errors.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -42,6 +56,12 @@ pub struct FinetuneConfig {
     /// them all. For the semi-supervised protocol (SimCLR's 1% and 10% of the labels) and for
     /// short CPU budgets. The train accuracy is measured on the same subset.
     pub train_subset: usize,
+    /// Layer-wise learning-rate decay (BEiT; MAE fine-tunes ViT-B with 0.65, ViT-L with 0.75):
+    /// the variables of layer `i` of an encoder `L` layers deep ([`Encoder::num_layers`],
+    /// [`Encoder::layer_id`]) learn at `lr × layer_decay^(L + 1 − i)`, so the embeddings move
+    /// least and the head most. Default 1.0: one rate for every layer. Encoders without layers
+    /// (ResNets) ignore it.
+    pub layer_decay: f64,
 }
 
 impl Default for FinetuneConfig {
@@ -54,6 +74,7 @@ impl Default for FinetuneConfig {
             seed: 0,
             head_lr_scale: 1.0,
             train_subset: 0,
+            layer_decay: 1.0,
         }
     }
 }
@@ -82,6 +103,12 @@ impl FinetuneConfig {
         if self.batch_size == 0 {
             return Err(Error::config("finetune.batch_size", "must be at least 1"));
         }
+        if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
+            return Err(Error::config(
+                "finetune.layer_decay",
+                format!("must be in (0, 1] (1 turns it off), got {}", self.layer_decay),
+            ));
+        }
         Ok(())
     }
 }
@@ -108,9 +135,12 @@ pub struct FinetuneReport {
 ///
 /// The head (`Linear output_dim -> C`, `C` = largest label + 1, in its own `VarStore` on
 /// `device`) starts at zero. Training calls `encoder.encode(x, true)` on seeded mini-batches with
-/// cross-entropy; encoder and head each get a `tch` AdamW optimiser over their own store, which
-/// is the same update as one AdamW with two parameter groups and makes `head_lr_scale` a plain
-/// second learning rate. Both follow the same cosine decay. libtorch's generator is seeded from
+/// cross-entropy; encoder and head each get an AdamW optimiser ([`Optimizer`]) over their own
+/// store, which is the same update as one AdamW with two parameter groups and makes
+/// `head_lr_scale` a plain second learning rate. Biases and normalisation weights (variables of
+/// fewer than two dimensions) and `*_token` variables are not decayed, as in MAE's fine-tuning;
+/// with `layer_decay < 1` each encoder variable's rate is scaled by its layer. Both follow the
+/// same cosine decay. libtorch's generator is seeded from
 /// `(seed, step)` before each step, so dropout is reproducible. Evaluation uses
 /// [`extract_features`] (`train = false`, `no_grad`).
 ///
@@ -178,10 +208,22 @@ pub fn finetune(
 
     let head_vars = nn::VarStore::new(device);
     let head = zero_linear(head_vars.root() / "head", d, c);
-    let adamw = nn::adamw(0.9, 0.999, cfg.weight_decay);
-    let mut enc_opt = adamw.build(encoder_vars, cfg.lr).torch_context("fine-tune encoder optimiser")?;
+    let adamw = OptimizerConfig {
+        name: OptimizerKind::Adamw,
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        ..OptimizerConfig::default()
+    };
+    let mut enc_opt = Optimizer::new(adamw.clone(), trainable(encoder_vars), no_decay)?;
+    if cfg.layer_decay < 1.0 && encoder.num_layers() > 0 {
+        let top = encoder.num_layers() + 1;
+        enc_opt.set_lr_scales(|name| {
+            let depth = top.saturating_sub(encoder.layer_id(name).min(top));
+            cfg.layer_decay.powi(depth as i32)
+        })?;
+    }
+    let mut head_opt = Optimizer::new(adamw, trainable(&head_vars), no_decay)?;
     let head_lr = cfg.lr * cfg.head_lr_scale;
-    let mut head_opt = adamw.build(&head_vars, head_lr).torch_context("fine-tune head optimiser")?;
 
     let n_train = rows(train_inputs);
     let (input_device, label_device) = (train_inputs.device(), train_labels.device());
@@ -202,13 +244,11 @@ pub fn finetune(
                 return Err(Error::shape("encoder output", format!("[{b}, {d}]"), &z.size()));
             }
             let loss = head.forward(&z.to_kind(Kind::Float)).cross_entropy_for_logits(&y);
-            enc_opt.set_lr(cosine_lr(cfg.lr, step, total));
-            head_opt.set_lr(cosine_lr(head_lr, step, total));
             enc_opt.zero_grad();
             head_opt.zero_grad();
             loss.backward();
-            enc_opt.step();
-            head_opt.step();
+            enc_opt.step(cosine_lr(cfg.lr, step, total))?;
+            head_opt.step(cosine_lr(head_lr, step, total))?;
             last = Some(loss);
             step += 1;
         }
@@ -273,6 +313,31 @@ mod tests {
         assert!(all.equal(&weights(120)), "a subset of every row is the whole split");
         assert!(!all.equal(&weights(30)), "a 30-row subset trained like the whole split");
         assert_eq!(weights(5).isnan().any().int64_value(&[]), 0, "a subset below one batch trains");
+    }
+
+    #[test]
+    fn layer_decay_slows_the_lower_layers_only() {
+        let (xtr, ytr) = blobs(20, 3, 8, 1.0, 4);
+        let (xte, yte) = blobs(10, 3, 8, 1.0, 5);
+        // How far w1 (layer 0) and w2 (the top layer) move.
+        let moved = |layered: bool, layer_decay: f64| {
+            let (vs, mut enc) = setup(9);
+            enc.layered = layered;
+            let start = (enc.l1.ws.copy(), enc.l2.ws.copy());
+            let cfg = FinetuneConfig { epochs: 2, layer_decay, ..quick() };
+            finetune(&enc, &vs, &xtr, &ytr, &xte, &yte, &cfg, Device::Cpu).expect("finetune");
+            let d = |a: &Tensor, b: &Tensor| (a - b).norm().double_value(&[]);
+            (d(&enc.l1.ws, &start.0), d(&enc.l2.ws, &start.1))
+        };
+        let (plain, decayed) = (moved(true, 1.0), moved(true, 0.1));
+        // Adam moves a weight by about its learning rate: layer 0 gets 0.1² of it.
+        assert!(decayed.0 < 0.05 * plain.0, "{decayed:?} against {plain:?}");
+        assert!(decayed.1 > 0.5 * plain.1, "{decayed:?} against {plain:?}");
+        // An encoder without layers ignores the decay.
+        assert_eq!(moved(false, 0.1), plain);
+        let bad = FinetuneConfig { layer_decay: 1.5, ..quick() };
+        let e = bad.validate().expect_err("decay above 1");
+        assert!(e.to_string().contains("finetune.layer_decay"), "{e}");
     }
 
     #[test]

@@ -37,10 +37,13 @@ pub(crate) fn noise(n: usize, classes: usize, dim: usize, seed: u64) -> (Tensor,
 /// `Linear -> ReLU -> Linear`, initialised from a host generator so that tests running in
 /// parallel never race on libtorch's global seed.
 pub(crate) struct TinyMlp {
-    l1: nn::Linear,
-    l2: nn::Linear,
+    pub(crate) l1: nn::Linear,
+    pub(crate) l2: nn::Linear,
     /// What `output_dim` reports (tests set it wrong on purpose).
     pub(crate) claimed_dim: i64,
+    /// Report a layer structure (`w1`, `b1`: embeddings, layer 0; the rest on top, layer 2) for
+    /// layer-wise learning-rate decay.
+    pub(crate) layered: bool,
 }
 
 impl TinyMlp {
@@ -60,7 +63,7 @@ impl TinyMlp {
         let l1 = nn::Linear { ws: init("w1", &[hidden, d_in], d_in), bs: Some(init("b1", &[hidden], d_in)) };
         let l2 =
             nn::Linear { ws: init("w2", &[d_out, hidden], hidden), bs: Some(init("b2", &[d_out], hidden)) };
-        Self { l1, l2, claimed_dim: d_out }
+        Self { l1, l2, claimed_dim: d_out, layered: false }
     }
 }
 
@@ -70,5 +73,15 @@ impl Encoder for TinyMlp {
     }
     fn encode(&self, input: &Tensor, _train: bool) -> Tensor {
         self.l2.forward(&self.l1.forward(&input.to_kind(Kind::Float)).relu())
+    }
+    fn num_layers(&self) -> usize {
+        usize::from(self.layered)
+    }
+    fn layer_id(&self, name: &str) -> usize {
+        if name.ends_with("1") {
+            0
+        } else {
+            self.num_layers() + 1
+        }
     }
 }

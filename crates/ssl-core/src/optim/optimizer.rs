@@ -100,6 +100,8 @@ struct Param {
     var: Tensor,
     /// Weight decay (and, for LARS, trust-ratio adaptation) applies.
     decay: bool,
+    /// Multiplies the step's learning rate (layer-wise decay); 1 unless set.
+    lr_scale: f64,
     state: Vec<Tensor>,
 }
 
@@ -139,7 +141,7 @@ impl Optimizer {
             .map(|(name, var)| {
                 let shape = var.size();
                 let state = names.iter().map(|_| tch::no_grad(|| var.zeros_like())).collect();
-                Param { decay: !no_decay(&name, &shape), name, var, state }
+                Param { decay: !no_decay(&name, &shape), lr_scale: 1.0, name, var, state }
             })
             .collect();
         Ok(Self { config, params, steps: 0 })
@@ -165,8 +167,44 @@ impl Optimizer {
         self.params.iter().filter(|p| !p.decay).map(|p| p.name.as_str()).collect()
     }
 
-    /// Applies one update with learning rate `lr` to every parameter that has a gradient.
-    pub fn step(&mut self, lr: f64) -> Result<()> {
+    /// Gives every parameter its own learning-rate multiplier, `scale(name)` (1 for all until
+    /// set): layer-wise learning-rate decay (BEiT, MAE's fine-tuning) scales each layer's rate by
+    /// `decay^(depth from the top)`. Errors name a parameter whose multiplier is negative or not
+    /// finite.
+    ///
+    /// ```
+    /// use ssl_core::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+    /// use ssl_core::tch::{nn, Device, Kind, Tensor};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let a = vs.root().var("a", &[1], nn::Init::Const(1.0));
+    /// let b = vs.root().var("b", &[1], nn::Init::Const(1.0));
+    /// let cfg = OptimizerConfig { name: OptimizerKind::Sgd, ..Default::default() };
+    /// let params = vec![("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())];
+    /// let mut opt = Optimizer::new(cfg, params, |_, _| true).unwrap();
+    /// opt.set_lr_scales(|name| if name == "a" { 0.5 } else { 1.0 }).unwrap();
+    /// (&a + &b).sum(Kind::Float).backward();
+    /// opt.step(0.1).unwrap();
+    /// assert!((a.double_value(&[0]) - 0.95).abs() < 1e-6); // half the rate
+    /// assert!((b.double_value(&[0]) - 0.9).abs() < 1e-6);
+    /// ```
+    pub fn set_lr_scales(&mut self, scale: impl Fn(&str) -> f64) -> Result<()> {
+        for p in &mut self.params {
+            let s = scale(&p.name);
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(Error::config(
+                    format!("learning-rate scale of {}", p.name),
+                    format!("must be a finite number >= 0, got {s}"),
+                ));
+            }
+            p.lr_scale = s;
+        }
+        Ok(())
+    }
+
+    /// Applies one update with learning rate `lr` (times each parameter's
+    /// [scale](Self::set_lr_scales)) to every parameter that has a gradient.
+    pub fn step(&mut self, base_lr: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
         let c = self.config.clone();
@@ -177,6 +215,7 @@ impl Optimizer {
                 continue;
             }
             let wd = if p.decay { c.weight_decay } else { 0.0 };
+            let lr = base_lr * p.lr_scale;
             match c.name {
                 OptimizerKind::Adamw => {
                     let (b1, b2) = c.betas;

@@ -324,6 +324,26 @@ impl Encoder for Vit {
     fn encode(&self, input: &Tensor, train: bool) -> Tensor {
         self.f_encode(input, train).unwrap_or_else(|e| panic!("{e}"))
     }
+
+    /// The transformer blocks.
+    fn num_layers(&self) -> usize {
+        self.config.depth as usize
+    }
+
+    /// MAE's `get_layer_id_for_vit`: `cls_token` and `patch_embed.*` are layer 0, `blocks.{i}.*`
+    /// layer `i + 1`, the final `norm` (and anything else) `depth + 1`.
+    fn layer_id(&self, name: &str) -> usize {
+        let parts: Vec<&str> = name.split('.').collect();
+        if parts.contains(&"patch_embed") || parts.last() == Some(&"cls_token") {
+            return 0;
+        }
+        let block =
+            parts.windows(2).find_map(|w| (w[0] == "blocks").then(|| w[1].parse::<usize>().ok()).flatten());
+        match block {
+            Some(i) if i < self.num_layers() => i + 1,
+            _ => self.num_layers() + 1,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -370,6 +390,17 @@ mod tests {
             assert!(vars.contains_key(name), "{name} missing");
         }
         assert!(!vars.contains_key("pos_embed"), "fixed embeddings are not parameters");
+        let layers: Vec<usize> = [
+            "m.patch_embed.proj.weight",
+            "m.cls_token",
+            "m.blocks.0.norm1.bias",
+            "m.blocks.1.mlp.fc2.weight",
+            "m.norm.weight",
+        ]
+        .iter()
+        .map(|n| vit.layer_id(n))
+        .collect();
+        assert_eq!((vit.num_layers(), layers), (2, vec![0, 0, 1, 2, 3]));
         let x = Tensor::randn([3, 3, 16, 16], (Kind::Float, Device::Cpu));
         assert_eq!(vit.patch_tokens(&x).unwrap().size(), [3, 16, 32]);
         assert_eq!(vit.encode(&x, false).size(), [3, 32]);
