@@ -228,10 +228,14 @@ fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> 
     Ok(cfg)
 }
 
-/// Overlays `user` on `base`: tables merge key by key, anything else replaces.
+/// Overlays `user` on `base`: tables merge key by key, anything else replaces. A table whose
+/// `kind` differs from the base's (a tagged choice such as `model.mask`) replaces it whole:
+/// the other kind's fields do not apply.
 fn merge(base: &mut toml::Value, user: toml::Value) {
     match (base, user) {
-        (toml::Value::Table(b), toml::Value::Table(u)) => {
+        (toml::Value::Table(b), toml::Value::Table(u))
+            if u.get("kind").is_none() || u.get("kind") == b.get("kind") =>
+        {
             for (k, v) in u {
                 match b.get_mut(&k) {
                     Some(slot) => merge(slot, v),
@@ -394,7 +398,8 @@ fn probe(
 /// Images in a picture of what the method does.
 const PICTURE_SAMPLES: i64 = 8;
 
-/// Writes `reconstructions.png` in the run directory for methods that draw pictures (MAE), from
+/// Writes `reconstructions.png` in the run directory for methods that draw pictures (MAE,
+/// inpainting, autoencoder), from
 /// the first held-out images; libtorch's generator is seeded so the masks are the same in every
 /// run.
 fn pictures<M: VisionMethod>(objective: &M, images: &Tensor, dir: &Path) -> Result<()> {
@@ -404,10 +409,7 @@ fn pictures<M: VisionMethod>(objective: &M, images: &Tensor, dir: &Path) -> Resu
     if let Some(columns) = objective.pictures(&images.narrow(0, 0, n).to_device(device))? {
         let path = dir.join("reconstructions.png");
         ssl_vision::pictures::write_grid(&columns, Normalization::IMAGENET, &path)?;
-        eprintln!(
-            "pictures: {} (original, masked, reconstruction, reconstruction with the visible patches)",
-            path.display()
-        );
+        eprintln!("pictures: {} ({})", path.display(), M::PICTURE_COLUMNS.join(", "));
     }
     Ok(())
 }
@@ -534,4 +536,27 @@ pub fn embed<M: VisionMethod>(
     std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     eprintln!("wrote {} embeddings of dimension {} to {}", z.size()[0], z.size()[1], output.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn merge_overlays_tables_and_replaces_a_table_of_another_kind() {
+        let mut base: toml::Value =
+            toml::from_str("a = 1\n[t]\nx = 1\ny = 2\n[m]\nkind = \"block\"\nsize = 0.5\n").expect("toml");
+        let user: toml::Value =
+            toml::from_str("[t]\ny = 3\n[m]\nkind = \"patches\"\nratio = 0.25\n").expect("toml");
+        merge(&mut base, user);
+        let want: toml::Value =
+            toml::from_str("a = 1\n[t]\nx = 1\ny = 3\n[m]\nkind = \"patches\"\nratio = 0.25\n")
+                .expect("toml");
+        assert_eq!(base, want);
+        let same_kind: toml::Value =
+            toml::from_str("[m]\nkind = \"patches\"\npatch_size = 4\n").expect("toml");
+        merge(&mut base, same_kind);
+        assert_eq!(base["m"]["ratio"].as_float(), Some(0.25));
+        assert_eq!(base["m"]["patch_size"].as_integer(), Some(4));
+    }
 }

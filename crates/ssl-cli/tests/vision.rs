@@ -1,4 +1,5 @@
-//! `ssl pretrain simclr | moco-v2 | moco-v3 | byol | rotation | mae | supervised` on tiny
+//! `ssl pretrain simclr | moco-v2 | moco-v3 | byol | mae | inpainting | rotation | autoencoder |
+//! supervised` on tiny
 //! models: the run directory, resume, evaluate/embed, fine-tuning and pictures, own probe
 //! folders, and clear errors.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -132,6 +133,43 @@ heads = 2
     );
     let o = ssl(&["pretrain", "mae", "--config", &bad, "--out", "bad"], tmp.path());
     assert!(!o.status.success() && stderr(&o).contains("model.encoder.image_size"), "{}", stderr(&o));
+    assert!(!tmp.path().join("bad").exists());
+}
+
+/// Inpainting (random patches) and the denoising autoencoder: the contract keys and their
+/// pictures; an autoencoder built for another size than the data's is refused up front.
+#[test]
+fn inpainting_and_autoencoder_pretrain_and_draw() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backbone = "[model.backbone]\ndepth = \"18\"\nbase_width = 4\nsmall_images = true\n";
+    for (method, model, columns) in [
+        (
+            "inpainting",
+            "[model]\ndecoder_width = 8\n[model.mask]\nkind = \"patches\"\npatch_size = 4\nratio = 0.25\n",
+            4,
+        ),
+        ("autoencoder", "[model]\nimage_size = 16\ndecoder_width = 8\n", 3),
+    ] {
+        let cfg = write(
+            tmp.path(),
+            &format!("{method}.toml"),
+            &tiny_run(method, &format!("{backbone}{model}"), ""),
+        );
+        let o = ssl(&["pretrain", method, "--config", &cfg, "--out", method], tmp.path());
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+        let s = summary(&tmp.path().join(method));
+        let v = s["eval"]["linear_probe_acc"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "{method}: {s}");
+        let png = image::open(tmp.path().join(method).join("reconstructions.png")).unwrap();
+        assert_eq!((png.width(), png.height()), (columns * 17 + 1, 8 * 17 + 1), "{method}");
+    }
+    let bad = write(
+        tmp.path(),
+        "bad.toml",
+        &tiny_run("autoencoder", &format!("{backbone}[model]\nimage_size = 32\n"), ""),
+    );
+    let o = ssl(&["pretrain", "autoencoder", "--config", &bad, "--out", "bad"], tmp.path());
+    assert!(!o.status.success() && stderr(&o).contains("model.image_size"), "{}", stderr(&o));
     assert!(!tmp.path().join("bad").exists());
 }
 

@@ -19,9 +19,12 @@
 //! - [`supervised`]: the same backbone trained with labels, the reference SSL is compared with.
 
 pub mod augment;
+pub mod autoencoder;
 pub mod backbone;
 pub mod byol;
 pub mod data;
+pub mod decoder;
+pub mod inpainting;
 pub mod mae;
 pub mod method;
 pub mod moco;

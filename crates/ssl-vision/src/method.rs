@@ -6,7 +6,7 @@
 //! use ssl_vision::method::{VisionMethod, METHOD_NAMES};
 //! use ssl_vision::byol::Byol;
 //! assert_eq!(<Byol as VisionMethod>::NAME, "byol");
-//! assert_eq!(METHOD_NAMES, ["simclr", "moco-v2", "moco-v3", "byol", "mae", "rotation"]);
+//! assert_eq!(METHOD_NAMES, ["simclr", "moco-v2", "moco-v3", "byol", "mae", "inpainting", "rotation", "autoencoder"]);
 //! let mut cfg = Byol::default_config();
 //! assert_eq!(cfg.backbone.output_dim(), 512);
 //! Byol::short_run_config(&mut cfg);
@@ -20,8 +20,10 @@ use ssl_core::{Objective, Result};
 use tch::{Device, Tensor};
 
 use crate::augment::presets::{self, ViewPipelines};
-use crate::backbone::VitConfig;
+use crate::autoencoder::{Autoencoder, AutoencoderConfig};
+use crate::backbone::{ResNetConfig, VitConfig};
 use crate::byol::{Byol, ByolConfig};
+use crate::inpainting::{Inpainting, InpaintingConfig};
 use crate::mae::{Mae, MaeConfig};
 use crate::moco::{MocoV2, MocoV2Config, MocoV3, MocoV3Config};
 use crate::rotation::{Rotation, RotationConfig};
@@ -29,7 +31,8 @@ use crate::simclr::{Simclr, SimclrConfig};
 use crate::supervised::{Supervised, SupervisedConfig};
 
 /// The CLI names of the methods implementing [`VisionMethod`].
-pub const METHOD_NAMES: [&str; 6] = ["simclr", "moco-v2", "moco-v3", "byol", "mae", "rotation"];
+pub const METHOD_NAMES: [&str; 8] =
+    ["simclr", "moco-v2", "moco-v3", "byol", "mae", "inpainting", "rotation", "autoencoder"];
 
 /// ResNet base width of a short run (the papers' is 64): a quarter of the channels, about a
 /// tenth of the compute. Width 8 runs twice as fast but learns far less per step (SimCLR on the
@@ -94,9 +97,11 @@ pub trait VisionMethod: Objective<Batch = Vec<Tensor>> + Sized {
     /// Whether evaluation fine-tunes the whole encoder too (besides the frozen-feature
     /// probes), as MAE's protocol does.
     const FINETUNE: bool = false;
-    /// Pictures of what the model does with `images` (`[N, C, H, W]`, normalised): rows of
-    /// images of the same shape, e.g. MAE's original / masked / reconstruction / pasted. `None`
-    /// for methods without pictures.
+    /// What the columns of [`pictures`](Self::pictures) show, left to right.
+    const PICTURE_COLUMNS: &'static [&'static str] = &[];
+    /// Pictures of what the model does with `images` (`[N, C, H, W]`, normalised): columns of
+    /// images of the same shape ([`PICTURE_COLUMNS`](Self::PICTURE_COLUMNS)), e.g. MAE's
+    /// original / masked / reconstruction / pasted. `None` for methods without pictures.
     fn pictures(&self, _images: &Tensor) -> Result<Option<Vec<Tensor>>> {
         Ok(None)
     }
@@ -349,8 +354,111 @@ impl VisionMethod for Mae {
     fn short_run_optimizer(_batch_size: usize) -> OptimizerConfig {
         OptimizerConfig { lr: 1.5e-3, ..Self::optimizer(256) }
     }
+    const PICTURE_COLUMNS: &'static [&'static str] =
+        &["original", "masked", "reconstruction", "reconstruction with the visible patches"];
     fn pictures(&self, images: &Tensor) -> Result<Option<Vec<Tensor>>> {
         let r = self.reconstruct(images)?;
         Ok(Some(vec![r.original, r.masked, r.reconstruction, r.pasted]))
+    }
+}
+
+/// Errors naming `field` unless `size` is a multiple of the output stride of `backbone`.
+fn check_stride(backbone: &ResNetConfig, size: u32, what: &str) -> Result<()> {
+    let stride = if backbone.small_images { 8 } else { 32 };
+    if !size.is_multiple_of(stride) {
+        return Err(ssl_core::Error::config(
+            "data.image_size",
+            format!("{what} needs a multiple of the encoder's output stride {stride}, got {size}"),
+        ));
+    }
+    Ok(())
+}
+
+impl VisionMethod for Inpainting {
+    type Config = InpaintingConfig;
+    const NAME: &'static str = "inpainting";
+    const ABOUT: &'static str =
+        "inpainting (Pathak et al. 2016): fill a cut-out block from its context, ResNet encoder and up-convolution decoder";
+
+    fn default_config() -> InpaintingConfig {
+        InpaintingConfig::default()
+    }
+    /// Width-16 ResNet and a decoder 64 wide.
+    fn short_run_config(cfg: &mut InpaintingConfig) {
+        cfg.backbone.base_width = SHORT_RUN_BASE_WIDTH;
+        cfg.decoder_width = 64;
+    }
+    fn validate(cfg: &InpaintingConfig) -> Result<()> {
+        cfg.validate()
+    }
+    fn check_image_size(cfg: &InpaintingConfig, size: u32) -> Result<()> {
+        check_stride(&cfg.backbone, size, "inpainting")?;
+        cfg.mask.check_image_size(i64::from(size))
+    }
+    fn build(cfg: &InpaintingConfig, device: Device) -> Result<Self> {
+        Inpainting::new(cfg, device)
+    }
+    fn views(size: u32, _small_images: bool) -> ViewPipelines {
+        presets::inpainting(size)
+    }
+    /// Adam, lr 2e-4, betas (0.5, 0.999), no weight decay (the Context Encoder's training
+    /// script, batch 64; not scaled with the batch).
+    fn optimizer(_batch_size: usize) -> OptimizerConfig {
+        OptimizerConfig {
+            name: OptimizerKind::Adamw,
+            lr: 2e-4,
+            betas: (0.5, 0.999),
+            weight_decay: 0.0,
+            ..Default::default()
+        }
+    }
+    const PICTURE_COLUMNS: &'static [&'static str] =
+        &["original", "with the hole", "reconstruction", "hole filled from the reconstruction"];
+    fn pictures(&self, images: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let r = self.reconstruct(images)?;
+        Ok(Some(vec![r.original, r.masked, r.reconstruction, r.pasted]))
+    }
+}
+
+impl VisionMethod for Autoencoder {
+    type Config = AutoencoderConfig;
+    const NAME: &'static str = "autoencoder";
+    const ABOUT: &'static str =
+        "denoising autoencoder (Vincent et al. 2008; plain with no corruption): ResNet encoder to a pooled bottleneck, up-convolution decoder";
+
+    fn default_config() -> AutoencoderConfig {
+        AutoencoderConfig::default()
+    }
+    /// Width-16 ResNet and a decoder 64 wide.
+    fn short_run_config(cfg: &mut AutoencoderConfig) {
+        cfg.backbone.base_width = SHORT_RUN_BASE_WIDTH;
+        cfg.decoder_width = 64;
+    }
+    fn validate(cfg: &AutoencoderConfig) -> Result<()> {
+        cfg.validate()
+    }
+    fn check_image_size(cfg: &AutoencoderConfig, size: u32) -> Result<()> {
+        if cfg.image_size != i64::from(size) {
+            return Err(ssl_core::Error::config(
+                "model.image_size",
+                format!("is {} but data.image_size is {size}; set them equal", cfg.image_size),
+            ));
+        }
+        Ok(())
+    }
+    fn build(cfg: &AutoencoderConfig, device: Device) -> Result<Self> {
+        Autoencoder::new(cfg, device)
+    }
+    fn views(size: u32, _small_images: bool) -> ViewPipelines {
+        presets::autoencoder(size)
+    }
+    /// Adam, lr 1e-3, no weight decay: the usual convolutional-autoencoder set-up (the papers'
+    /// plain SGD served their greedy layer-wise training).
+    fn optimizer(_batch_size: usize) -> OptimizerConfig {
+        OptimizerConfig { name: OptimizerKind::Adamw, lr: 1e-3, weight_decay: 0.0, ..Default::default() }
+    }
+    const PICTURE_COLUMNS: &'static [&'static str] = &["original", "corrupted input", "reconstruction"];
+    fn pictures(&self, images: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        Ok(Some(Vec::from(self.reconstruct(images)?)))
     }
 }

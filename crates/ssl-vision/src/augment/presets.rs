@@ -116,6 +116,23 @@ pub fn supervised(size: u32) -> ViewPipelines {
 /// Rotation prediction's augmentation: one view, random resized crop (0.2, 1) and flip; the
 /// four rotations are made by the objective.
 pub fn rotation(size: u32) -> ViewPipelines {
+    crop_and_flip(size)
+}
+
+/// Inpainting's augmentation: one view, random resized crop (0.2, 1) and flip (the Context
+/// Encoder trains on plain crops); the hole is cut by the objective.
+pub fn inpainting(size: u32) -> ViewPipelines {
+    crop_and_flip(size)
+}
+
+/// The autoencoders' augmentation: one view, random resized crop (0.2, 1) and flip; a denoising
+/// autoencoder's corruption is applied by the objective.
+pub fn autoencoder(size: u32) -> ViewPipelines {
+    crop_and_flip(size)
+}
+
+/// One view: random resized crop (0.2, 1) and flip.
+fn crop_and_flip(size: u32) -> ViewPipelines {
     ViewPipelines::new(vec![Compose::new(vec![
         Box::new(RandomResizedCrop::new(size, (0.2, 1.0))),
         Box::new(HorizontalFlip { p: 0.5 }),

@@ -280,6 +280,25 @@ impl ResNet {
     /// single value per channel (a batch of one whose last feature map is 1x1: PyTorch refuses
     /// it too), and [`Error::Torch`] when a libtorch call fails.
     pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.f_feature_map(x, train)?
+            .f_mean_dim([-2, -1].as_slice(), false, None)
+            .torch_context(format!("{} pooling", self.config.depth))
+    }
+
+    /// The last stage's feature map before pooling, `[B, output_dim, ⌈H / s⌉, ⌈W / s⌉]` with
+    /// `s` the [`output_stride`](Self::output_stride): what a decoder upsamples back to pixels
+    /// (inpainting). Errors as [`f_forward_t`](Self::f_forward_t).
+    ///
+    /// ```
+    /// use ssl_core::tch::{nn, Device, Kind, Tensor};
+    /// use ssl_vision::backbone::{ResNet, ResNetConfig};
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let net = ResNet::new(vs.root(), &ResNetConfig::tiny())?; // small-image stem: stride 8
+    /// let f = net.f_feature_map(&Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu)), false)?;
+    /// assert_eq!(f.size(), [2, 64, 4, 4]);
+    /// # Ok::<(), ssl_core::Error>(())
+    /// ```
+    pub fn f_feature_map(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let size = x.size();
         if size.len() != 4 || size[1] != self.config.in_channels {
             let expected = format!("[B, {}, H, W]", self.config.in_channels);
@@ -295,9 +314,7 @@ impl ResNet {
             );
             return Err(Error::invalid("x", message));
         }
-        self.features(x, train)
-            .and_then(|f| f.f_mean_dim([-2, -1].as_slice(), false, None))
-            .torch_context(format!("{} forward", self.config.depth))
+        self.features(x, train).torch_context(format!("{} forward", self.config.depth))
     }
 
     /// How much the network shrinks each spatial side (rounding up): 8 with the small-image

@@ -327,7 +327,7 @@ impl Encoder for Vit {
 
     /// The transformer blocks.
     fn num_layers(&self) -> usize {
-        self.config.depth as usize
+        self.config.depth
     }
 
     /// MAE's `get_layer_id_for_vit`: `cls_token` and `patch_embed.*` are layer 0, `blocks.{i}.*`
