@@ -27,6 +27,9 @@ enum Command {
     /// Evaluate a checkpoint (linear probe, kNN) and print the report as JSON.
     #[command(alias = "eval")]
     Evaluate(EvaluateArgs),
+    /// Fine-tune a checkpoint's encoder with a linear head on labelled data and print the report
+    /// as JSON.
+    Finetune(FinetuneArgs),
     /// Write the representations of a folder (default: the held-out split) to a safetensors file.
     Embed(EmbedArgs),
     /// List the methods this build provides.
@@ -103,6 +106,43 @@ pub struct EvaluateArgs {
     pub probe_test: Option<PathBuf>,
 }
 
+/// Options of `ssl finetune`. The run's `[finetune]` table (or the defaults) gives whatever
+/// flag is absent.
+#[derive(Args, Debug, Clone)]
+pub struct FinetuneArgs {
+    /// A checkpoint folder or a run directory (its newest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Labelled training split (one sub-folder per class; default: the run's probe data).
+    #[arg(long, requires = "probe_test")]
+    pub probe_train: Option<PathBuf>,
+    /// Labelled test split the fine-tuned model is scored on.
+    #[arg(long, requires = "probe_train")]
+    pub probe_test: Option<PathBuf>,
+    /// Epochs over the labelled training split.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Peak learning rate of the encoder (AdamW, cosine-decayed).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Layer-wise learning-rate decay in (0, 1] (ViT encoders; 1 turns it off).
+    #[arg(long)]
+    pub layer_decay: Option<f64>,
+    /// Images per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Fine-tune on this many labelled images drawn at random (0: all).
+    #[arg(long)]
+    pub train_subset: Option<usize>,
+    /// Also fine-tune the same encoder from random init with the same budget
+    /// (`random_init_finetune_acc`).
+    #[arg(long)]
+    pub baseline: bool,
+}
+
 /// Options of `ssl embed`.
 #[derive(Args, Debug, Clone)]
 pub struct EmbedArgs {
@@ -138,6 +178,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Pretrain(args) => run::pretrain(&args),
         Command::Evaluate(args) => run::evaluate(&args),
+        Command::Finetune(args) => run::finetune(&args),
         Command::Embed(args) => run::embed(&args),
     }
 }

@@ -18,7 +18,7 @@ use ssl_vision::rotation::Rotation;
 use ssl_vision::simclr::Simclr;
 use ssl_vision::supervised::Supervised;
 
-use crate::{vision, EmbedArgs, EvaluateArgs, PretrainArgs};
+use crate::{vision, EmbedArgs, EvaluateArgs, FinetuneArgs, PretrainArgs};
 
 /// The methods this build provides, with a line each.
 pub const METHODS: &[(&str, &str)] = &[
@@ -119,6 +119,18 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
             M => vision::evaluate::<M>(ck, device, train, test),
             _ => Err(unknown_method(name))
         ),
+    }
+}
+
+pub fn finetune(args: &FinetuneArgs) -> Result<()> {
+    let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    match method.as_str() {
+        "synthetic" => {
+            bail!("fine-tuning is for the vision methods; the synthetic method has no labelled images")
+        }
+        name => {
+            with_vision_method!(name, M => vision::finetune::<M>(ck, args), _ => Err(unknown_method(name)))
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use ssl_core::checkpoint::{self, LoadedCheckpoint};
 use ssl_core::data::{DataLoader, Dataset, LoaderConfig, RandomSampler};
 use ssl_core::eval::{
-    extract_features, finetune, probe_encoder, probe_features, EvalConfig, FinetuneConfig, ProbeSummary,
+    extract_features, probe_encoder, probe_features, EvalConfig, FinetuneConfig, ProbeSummary,
 };
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::tch::{Device, Tensor};
@@ -431,8 +431,10 @@ fn evaluation<M: VisionMethod>(
     let mut summary = run::eval_summary(&ours, &random, &raw);
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
-        let random = finetune(untrained.encoder(), untrained.var_store(), tx, ty, vx, vy, ft, device)?;
-        let ours = finetune(trained.encoder(), trained.var_store(), tx, ty, vx, vy, ft, device)?;
+        let random =
+            ssl_core::eval::finetune(untrained.encoder(), untrained.var_store(), tx, ty, vx, vy, ft, device)?;
+        let ours =
+            ssl_core::eval::finetune(trained.encoder(), trained.var_store(), tx, ty, vx, vy, ft, device)?;
         summary["finetune_acc"] = ours.top1.into();
         summary["random_init_finetune_acc"] = random.top1.into();
         summary["finetune"] = serde_json::to_value(&ours)?;
@@ -496,6 +498,63 @@ pub fn evaluate<M: VisionMethod>(
     };
     let report = evaluation(&cfg, &objective, &sets, device)?;
     let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `ssl finetune`: fine-tunes the checkpoint's encoder (and with `--baseline` the same encoder
+/// untrained) on the labelled data and prints the report as JSON.
+pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs) -> Result<()> {
+    let (mut cfg, objective, device) = restore::<M>(&ck, args.device.as_deref())?;
+    if let (Some(train), Some(test)) = (&args.probe_train, &args.probe_test) {
+        cfg.data.probe_train = Some(train.clone());
+        cfg.data.probe_test = Some(test.clone());
+    }
+    let embedded = cfg.data.folder.is_none();
+    let mut ft = cfg.finetune.clone().unwrap_or_else(|| {
+        if embedded {
+            short_run_finetune()
+        } else {
+            FinetuneConfig::default()
+        }
+    });
+    ft.epochs = args.epochs.unwrap_or(ft.epochs);
+    ft.lr = args.lr.unwrap_or(ft.lr);
+    ft.layer_decay = args.layer_decay.unwrap_or(ft.layer_decay);
+    ft.batch_size = args.batch_size.unwrap_or(ft.batch_size);
+    ft.train_subset = args.train_subset.unwrap_or(ft.train_subset);
+    ft.validate()?;
+    let Some(sets) = probe_sets(&cfg.data)? else {
+        bail!("no labelled data to fine-tune on: pass --probe-train DIR --probe-test DIR");
+    };
+    let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
+    let mut eval = serde_json::json!({});
+    if args.baseline {
+        eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
+        let untrained = build(&cfg, device)?;
+        let random = ssl_core::eval::finetune(
+            untrained.encoder(),
+            untrained.var_store(),
+            tx,
+            ty,
+            vx,
+            vy,
+            &ft,
+            device,
+        )?;
+        eval["random_init_finetune_acc"] = random.top1.into();
+    }
+    eprintln!(
+        "fine-tuning the pretrained encoder on {} labelled images ({} epochs)",
+        ty.size()[0],
+        ft.epochs
+    );
+    let ours =
+        ssl_core::eval::finetune(objective.encoder(), objective.var_store(), tx, ty, vx, vy, &ft, device)?;
+    eval["finetune_acc"] = ours.top1.into();
+    eval["finetune"] = serde_json::to_value(&ours)?;
+    eval["config"] = serde_json::to_value(&ft)?;
+    let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": eval });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

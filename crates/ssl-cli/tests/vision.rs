@@ -125,6 +125,19 @@ heads = 2
     assert_eq!((png.width(), png.height()), (4 * 17 + 1, 8 * 17 + 1));
     let o = ssl(&["embed", "--checkpoint", "run", "--output", "emb.safetensors"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
+    // `ssl finetune` with layer-wise decay and the random-init baseline.
+    let ft = ["finetune", "--checkpoint", "run", "--epochs", "1", "--train-subset", "16", "--baseline"];
+    let o = ssl(&[&ft[..], &["--layer-decay", "0.75"]].concat(), tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["finetune_acc", "random_init_finetune_acc"] {
+        let v = report["eval"][key].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "eval.{key} in {report}");
+    }
+    assert_eq!(report["eval"]["config"]["layer_decay"], 0.75);
+    assert_eq!(report["eval"]["config"]["batch_size"], 8, "the run's [finetune] table fills the rest");
+    let o = ssl(&[&ft[..], &["--layer-decay", "1.5"]].concat(), tmp.path());
+    assert!(!o.status.success() && stderr(&o).contains("finetune.layer_decay"), "{}", stderr(&o));
     // A ViT built for another image size than the data's is refused before anything is written.
     let bad = write(
         tmp.path(),
