@@ -1,9 +1,9 @@
 //! # ssl-vision
 //!
-//! Vision methods: SimCLR, MoCo v2/v3, BYOL (ResNet backbones) and MAE, inpainting, rotation
-//! prediction (ViT), built on `ssl-core`'s trait set.
+//! Vision methods, built on `ssl-core`'s trait set: SimCLR, MoCo v2/v3, BYOL (ResNet backbones),
+//! MAE (ViT), and the classic pretext tasks inpainting, rotation prediction and autoencoders
+//! (ResNet encoders).
 //!
-//! Available so far:
 //! - [`augment`]: the view augmentations of SimCLR, MoCo v2, BYOL and MoCo v3 with the papers'
 //!   exact presets;
 //! - [`data`]: image folders (unlabelled, recursive; ImageFolder layout for labelled sets) with
@@ -15,7 +15,8 @@
 //! - [`simclr`], [`moco`] (v2 and v3) and [`byol`]: the pretext objectives, and [`method`]:
 //!   the trait that drives any of them;
 //! - [`mae`]: masked autoencoders on the ViT, and [`pictures`]: PNG grids of what they do;
-//! - [`rotation`]: rotation prediction (RotNet) on the ResNet;
+//! - [`inpainting`] (Context Encoder), [`rotation`] (RotNet) and [`autoencoder`] (plain or
+//!   denoising) on the ResNet, with [`decoder`], the up-convolution decoder they share;
 //! - [`supervised`]: the same backbone trained with labels, the reference SSL is compared with.
 
 pub mod augment;

@@ -1,4 +1,4 @@
-//! The two-view image methods behind one trait, so that programs (the `ssl` CLI, benchmarks,
+//! The image pretraining methods behind one trait, so that programs (the `ssl` CLI, benchmarks,
 //! users' own loops) can drive any of them the same way: build from a config, make the method's
 //! views, know its recipe.
 //!
@@ -46,7 +46,7 @@ pub const SHORT_RUN_QUEUE_SIZE: usize = 4096;
 /// The key and target momentum of short runs (MoCo v2 and BYOL both suggest 0.99 there).
 pub const SHORT_RUN_MOMENTUM: f64 = 0.99;
 
-/// A two-view image pretraining method.
+/// An image pretraining method (one or more augmented views per image).
 pub trait VisionMethod: Objective<Batch = Vec<Tensor>> + Sized {
     /// The model config (the `[model]` table of a run config).
     type Config: Serialize + DeserializeOwned + Clone + std::fmt::Debug + PartialEq;
