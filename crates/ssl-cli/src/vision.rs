@@ -16,7 +16,7 @@ use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_vision::data::{FolderOptions, ImageFiles, ImageSource};
 use ssl_vision::method::VisionMethod;
 use ssl_vision::shapes::{Shapes, ShapesConfig, Split};
-use ssl_vision::views::{labelled_tensors, Normalization, ViewBatches};
+use ssl_vision::views::{labelled_tensors, labelled_tensors_of, Normalization, ViewBatches};
 
 use crate::run;
 use crate::PretrainArgs;
@@ -135,6 +135,27 @@ pub struct RunConfig<M: VisionMethod> {
     /// (MAE); a `[finetune]` table in a config file turns it on for any method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finetune: Option<FinetuneConfig>,
+    /// Pictures of what the method does (MAE, inpainting, autoencoder).
+    #[serde(default)]
+    pub pictures: PicturesConfig,
+}
+
+/// The `[pictures]` table: `reconstructions.png` after training, and during it when asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PicturesConfig {
+    /// Also draw the pictures every this many steps while training, as
+    /// `pictures/step-NNNNNNNN.png`; 0 (the default) draws them after training only.
+    pub every: u64,
+    /// Images drawn, one per row: the first of the held-out split, or of the training set when
+    /// there is none.
+    pub samples: usize,
+}
+
+impl Default for PicturesConfig {
+    fn default() -> Self {
+        Self { every: 0, samples: 8 }
+    }
 }
 
 /// Fine-tuning in the default run on the embedded shapes: 3 epochs over 2000 of the labelled
@@ -176,7 +197,15 @@ fn default_config<M: VisionMethod>(embedded: bool) -> RunConfig<M> {
     }
     let finetune =
         M::FINETUNE.then(|| if embedded { short_run_finetune() } else { FinetuneConfig::default() });
-    RunConfig { method: M::NAME.to_string(), train, data, model, eval: EvalConfig::default(), finetune }
+    RunConfig {
+        method: M::NAME.to_string(),
+        train,
+        data,
+        model,
+        eval: EvalConfig::default(),
+        finetune,
+        pictures: PicturesConfig::default(),
+    }
 }
 
 fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
@@ -321,11 +350,20 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
         loader.dataset().len(),
         dir.display()
     );
+    let picture_images = picture_images::<M>(&cfg, probe.as_ref().and_then(Option::as_ref), &loader)?;
+    let every = cfg.pictures.every;
     let report = Trainer::new(cfg.train.clone())
         .run_dir(&dir)
         .resume_from(args.resume.clone())
         .config_snapshot(serde_json::to_value(&cfg)?)
-        .fit(&mut objective, &loader)
+        .fit_with(&mut objective, &loader, |objective, step| match &picture_images {
+            Some(images) if every > 0 && step % every == 0 && step < cfg.train.steps => {
+                let folder = dir.join("pictures");
+                std::fs::create_dir_all(&folder).map_err(|e| ssl_core::Error::io(&folder, e))?;
+                draw_pictures(objective, images, &folder.join(format!("step-{step:08}.png")))
+            }
+            _ => Ok(()),
+        })
         .context("training failed")?;
 
     let mut summary = serde_json::json!({
@@ -336,8 +374,12 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
         "device": report.device,
         "wall_seconds": report.wall_seconds,
     });
+    if let Some(images) = &picture_images {
+        let path = dir.join("reconstructions.png");
+        draw_pictures(&objective, images, &path)?;
+        eprintln!("pictures: {} ({})", path.display(), M::PICTURE_COLUMNS.join(", "));
+    }
     if let Some(Some(sets)) = probe {
-        pictures(&objective, &sets.test.0, &dir)?;
         summary["eval"] = evaluation(&cfg, &objective, &sets, device)?;
     } else if !args.no_eval {
         eprintln!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR to evaluate");
@@ -395,23 +437,33 @@ fn probe(
     Ok(probe_encoder(encoder, tx, ty, vx, vy, eval, device)?)
 }
 
-/// Images in a picture of what the method does.
-const PICTURE_SAMPLES: i64 = 8;
+/// The images the method's pictures show (`[pictures] samples` of them): the first of the
+/// held-out split, or of the training set when there is none; `None` for methods without
+/// pictures.
+fn picture_images<M: VisionMethod>(
+    cfg: &RunConfig<M>,
+    probe: Option<&ProbeSets>,
+    loader: &VisionLoader,
+) -> Result<Option<Tensor>> {
+    let n = cfg.pictures.samples;
+    if M::PICTURE_COLUMNS.is_empty() || n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match probe {
+        Some(sets) => sets.test.0.narrow(0, 0, sets.test.0.size()[0].min(n as i64)),
+        None => labelled_tensors_of(loader.dataset(), 0..n, cfg.data.image_size, Normalization::IMAGENET)?.0,
+    }))
+}
 
-/// Writes `reconstructions.png` in the run directory for methods that draw pictures (MAE,
-/// inpainting, autoencoder), from
-/// the first held-out images; libtorch's generator is seeded so the masks are the same in every
-/// run.
-fn pictures<M: VisionMethod>(objective: &M, images: &Tensor, dir: &Path) -> Result<()> {
-    let n = images.size()[0].min(PICTURE_SAMPLES);
+/// Draws the method's pictures of `images` to `path`; libtorch's generator is seeded first, so
+/// every picture of a run masks or corrupts the images the same way.
+fn draw_pictures<M: VisionMethod>(objective: &M, images: &Tensor, path: &Path) -> ssl_core::Result<()> {
     ssl_core::rng::seed_torch(0, "pictures", &[]);
     let device = objective.var_store().device();
-    if let Some(columns) = objective.pictures(&images.narrow(0, 0, n).to_device(device))? {
-        let path = dir.join("reconstructions.png");
-        ssl_vision::pictures::write_grid(&columns, Normalization::IMAGENET, &path)?;
-        eprintln!("pictures: {} ({})", path.display(), M::PICTURE_COLUMNS.join(", "));
+    match objective.pictures(&images.to_device(device))? {
+        Some(columns) => ssl_vision::pictures::write_grid(&columns, Normalization::IMAGENET, path),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Probes the trained encoder, the same encoder untrained, and the raw pixels; with a

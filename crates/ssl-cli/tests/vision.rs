@@ -150,7 +150,7 @@ heads = 2
 }
 
 /// Inpainting (random patches) and the denoising autoencoder: the contract keys and their
-/// pictures; an autoencoder built for another size than the data's is refused up front.
+/// pictures, after and during training; an autoencoder built for another size than the data's is refused up front.
 #[test]
 fn inpainting_and_autoencoder_pretrain_and_draw() {
     let tmp = tempfile::tempdir().unwrap();
@@ -166,7 +166,7 @@ fn inpainting_and_autoencoder_pretrain_and_draw() {
         let cfg = write(
             tmp.path(),
             &format!("{method}.toml"),
-            &tiny_run(method, &format!("{backbone}{model}"), ""),
+            &tiny_run(method, &format!("{backbone}{model}"), "[pictures]\nevery = 3\n"),
         );
         let o = ssl(&["pretrain", method, "--config", &cfg, "--out", method], tmp.path());
         assert!(o.status.success(), "{method}: {}", stderr(&o));
@@ -175,6 +175,12 @@ fn inpainting_and_autoencoder_pretrain_and_draw() {
         assert!((0.0..=1.0).contains(&v), "{method}: {s}");
         let png = image::open(tmp.path().join(method).join("reconstructions.png")).unwrap();
         assert_eq!((png.width(), png.height()), (columns * 17 + 1, 8 * 17 + 1), "{method}");
+        // Drawn during training too, every 3 of the 6 steps (the last one is reconstructions.png).
+        let during: Vec<_> = std::fs::read_dir(tmp.path().join(method).join("pictures"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(during, ["step-00000003.png"], "{method}");
     }
     let bad = write(
         tmp.path(),

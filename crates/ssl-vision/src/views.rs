@@ -97,7 +97,21 @@ pub fn labelled_tensors<D>(dataset: &D, size: u32, norm: Normalization) -> Resul
 where
     D: Dataset<Item = (Image, i64)>,
 {
-    let samples = (0..dataset.len())
+    labelled_tensors_of(dataset, 0..dataset.len(), size, norm)
+}
+
+/// Like [`labelled_tensors`] for the samples `range` of the dataset (clamped to its length).
+pub fn labelled_tensors_of<D>(
+    dataset: &D,
+    range: std::ops::Range<usize>,
+    size: u32,
+    norm: Normalization,
+) -> Result<(Tensor, Tensor)>
+where
+    D: Dataset<Item = (Image, i64)>,
+{
+    let range = range.start.min(dataset.len())..range.end.min(dataset.len());
+    let samples = range
         .into_par_iter()
         .map(|i| {
             dataset

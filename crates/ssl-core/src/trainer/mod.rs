@@ -108,7 +108,41 @@ impl Trainer {
     ///
     /// libtorch's random generator and thread pool are process-wide: for bit-reproducible runs,
     /// train one model per process (or serialise trainings, as the tests do).
-    pub fn fit<O, D, B, S>(mut self, objective: &mut O, loader: &DataLoader<D, B, S>) -> Result<TrainReport>
+    pub fn fit<O, D, B, S>(self, objective: &mut O, loader: &DataLoader<D, B, S>) -> Result<TrainReport>
+    where
+        O: Objective,
+        D: Dataset + 'static,
+        B: BatchBuilder<D::Item, Batch = O::Batch> + 'static,
+        S: Sampler + 'static,
+    {
+        self.fit_with(objective, loader, |_, _| Ok(()))
+    }
+
+    /// Like [`fit`](Self::fit), calling `after(objective, steps_done)` after every step (and
+    /// its checkpoint): for work a program does during training, such as drawing pictures of
+    /// the model every N steps. libtorch's generator is re-seeded before every step, so what
+    /// the hook draws from it does not change the training. An error from the hook stops the
+    /// run.
+    ///
+    /// ```
+    /// use ssl_core::synthetic::{setup, SyntheticConfig};
+    /// use ssl_core::trainer::{TrainConfig, Trainer};
+    /// let (loader, mut objective) = setup(&SyntheticConfig::tiny(), ssl_core::tch::Device::Cpu)?;
+    /// let mut seen = Vec::new();
+    /// let cfg = TrainConfig { steps: 3, progress: false, ..Default::default() };
+    /// Trainer::new(cfg).fit_with(&mut objective, &loader, |_, step| {
+    ///     seen.push(step);
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(seen, [1, 2, 3]);
+    /// # Ok::<(), ssl_core::Error>(())
+    /// ```
+    pub fn fit_with<O, D, B, S>(
+        mut self,
+        objective: &mut O,
+        loader: &DataLoader<D, B, S>,
+        mut after: impl FnMut(&mut O, u64) -> Result<()>,
+    ) -> Result<TrainReport>
     where
         O: Objective,
         D: Dataset + 'static,
@@ -253,6 +287,10 @@ impl Trainer {
                     last_checkpoint = Some(checkpoint::save(dir, &meta, &vars, &optimizer.state_tensors())?);
                     checkpoint::prune(dir, cfg.keep_last)?;
                 }
+            }
+            if let Err(e) = after(objective, done) {
+                bar.abandon();
+                return Err(e);
             }
         }
         bar.finish();
