@@ -25,12 +25,13 @@ use crate::PretrainArgs;
 /// 2 CPU cores with the embedded defaults below, leaving time for the evaluation within the
 /// 5-minute budget of the command-line contract. A step's cost differs by method (SimCLR
 /// back-propagates both views; MoCo v2 one view and a gradient-free key pass; MoCo v3 and BYOL
-/// both views plus a target pass; MAE encodes a quarter of the patches), so each gets the steps
+/// both views plus a target pass; MAE encodes a quarter of the patches; inpainting and the
+/// autoencoder one view and a light decoder), so each gets the steps
 /// that fit the budget (measured on 2 CPU cores: SimCLR 288 images/s, MoCo v2 406, MoCo v3 212,
-/// BYOL 204, MAE 338, rotation 123).
+/// BYOL 204, MAE 338, rotation 123, inpainting 480, autoencoder 465).
 pub fn default_steps(method: &str) -> u64 {
     match method {
-        "moco-v2" => 900,
+        "moco-v2" | "inpainting" | "autoencoder" => 900,
         "moco-v3" | "byol" => 450,
         "mae" => 700,
         // Four rotations of every image: four backbone passes per sample.
