@@ -159,10 +159,19 @@ impl Default for PicturesConfig {
     }
 }
 
-/// Fine-tuning in the default run on the embedded shapes: 3 epochs over 2000 of the labelled
-/// images (a budget of about a minute per encoder on 2 CPU cores), MAE's AdamW weight decay.
-fn short_run_finetune() -> FinetuneConfig {
-    FinetuneConfig { epochs: 3, train_subset: 2000, ..FinetuneConfig::default() }
+/// Fine-tuning in the default run on the embedded shapes: the method's recipe for 3 epochs over
+/// 2000 of the labelled images (a budget of about a minute per encoder on 2 CPU cores).
+fn short_run_finetune<M: VisionMethod>() -> FinetuneConfig {
+    FinetuneConfig { epochs: 3, train_subset: 2000, ..M::finetune_recipe() }
+}
+
+/// The fine-tuning of a run on the embedded shapes or on a folder.
+fn finetune_defaults<M: VisionMethod>(embedded: bool) -> FinetuneConfig {
+    if embedded {
+        short_run_finetune::<M>()
+    } else {
+        M::finetune_recipe()
+    }
 }
 
 /// The optimiser of a run the config does not set: the paper's (LARS, SGD or AdamW with their
@@ -196,8 +205,7 @@ fn default_config<M: VisionMethod>(embedded: bool) -> RunConfig<M> {
     if embedded {
         M::short_run_config(&mut model);
     }
-    let finetune =
-        M::FINETUNE.then(|| if embedded { short_run_finetune() } else { FinetuneConfig::default() });
+    let finetune = M::FINETUNE.then(|| finetune_defaults::<M>(embedded));
     RunConfig {
         method: M::NAME.to_string(),
         train,
@@ -564,13 +572,7 @@ pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArg
         cfg.data.probe_test = Some(test.clone());
     }
     let embedded = cfg.data.folder.is_none();
-    let mut ft = cfg.finetune.clone().unwrap_or_else(|| {
-        if embedded {
-            short_run_finetune()
-        } else {
-            FinetuneConfig::default()
-        }
-    });
+    let mut ft = cfg.finetune.clone().unwrap_or_else(|| finetune_defaults::<M>(embedded));
     ft.epochs = args.epochs.unwrap_or(ft.epochs);
     ft.lr = args.lr.unwrap_or(ft.lr);
     ft.layer_decay = args.layer_decay.unwrap_or(ft.layer_decay);

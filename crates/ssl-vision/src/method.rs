@@ -15,6 +15,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use ssl_core::eval::FinetuneConfig;
 use ssl_core::optim::{OptimizerConfig, OptimizerKind};
 use ssl_core::{Objective, Result};
 use tch::{Device, Tensor};
@@ -97,6 +98,10 @@ pub trait VisionMethod: Objective<Batch = Vec<Tensor>> + Sized {
     /// Whether evaluation fine-tunes the whole encoder too (besides the frozen-feature
     /// probes), as MAE's protocol does.
     const FINETUNE: bool = false;
+    /// The method's fine-tuning recipe: [`FinetuneConfig::default`] unless the paper has one.
+    fn finetune_recipe() -> FinetuneConfig {
+        FinetuneConfig::default()
+    }
     /// What the columns of [`pictures`](Self::pictures) show, left to right.
     const PICTURE_COLUMNS: &'static [&'static str] = &[];
     /// Pictures of what the model does with `images` (`[N, C, H, W]`, normalised): columns of
@@ -311,6 +316,10 @@ impl VisionMethod for Mae {
     const ABOUT: &'static str =
         "MAE (He et al. 2022): ViT encoder on 25% of the patches, light decoder regresses the masked pixels";
     const FINETUNE: bool = true;
+    /// Layer-wise learning-rate decay 0.75 (`main_finetune.py`'s default) and weight decay 0.05.
+    fn finetune_recipe() -> FinetuneConfig {
+        FinetuneConfig { layer_decay: 0.75, weight_decay: 0.05, ..FinetuneConfig::default() }
+    }
 
     fn default_config() -> MaeConfig {
         MaeConfig::small_images()
