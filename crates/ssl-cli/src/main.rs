@@ -131,6 +131,9 @@ pub struct FinetuneArgs {
     /// Layer-wise learning-rate decay in (0, 1] (ViT encoders; 1 turns it off).
     #[arg(long)]
     pub layer_decay: Option<f64>,
+    /// The head's learning rate as a multiple of the encoder's.
+    #[arg(long)]
+    pub head_lr_scale: Option<f64>,
     /// Images per batch.
     #[arg(long)]
     pub batch_size: Option<usize>,

@@ -508,11 +508,11 @@ fn print_table(summary: &serde_json::Value) {
     let num = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
     let e = &summary["eval"];
     println!(
-        "{:<9} {:>6} {:>10} {:>8} {:>8} {:>12} {:>10}",
+        "{:<11} {:>6} {:>10} {:>8} {:>8} {:>12} {:>10}",
         "method", "steps", "samples/s", "linear", "kNN", "random-init", "raw-pixel"
     );
     println!(
-        "{:<9} {:>6} {:>10.1} {:>8} {:>8} {:>12} {:>10}",
+        "{:<11} {:>6} {:>10.1} {:>8} {:>8} {:>12} {:>10}",
         summary["method"].as_str().unwrap_or("?"),
         summary["steps"],
         summary["samples_per_sec"].as_f64().unwrap_or(f64::NAN),
@@ -576,6 +576,7 @@ pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArg
     ft.epochs = args.epochs.unwrap_or(ft.epochs);
     ft.lr = args.lr.unwrap_or(ft.lr);
     ft.layer_decay = args.layer_decay.unwrap_or(ft.layer_decay);
+    ft.head_lr_scale = args.head_lr_scale.unwrap_or(ft.head_lr_scale);
     ft.batch_size = args.batch_size.unwrap_or(ft.batch_size);
     ft.train_subset = args.train_subset.unwrap_or(ft.train_subset);
     ft.validate()?;

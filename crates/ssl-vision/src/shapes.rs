@@ -54,6 +54,11 @@ pub struct ShapesConfig {
     /// contrastive learner cannot separate the images of a batch by colour alone and has to
     /// look at the shapes.
     pub palette: usize,
+    /// The largest rotation of a shape from its upright pose, in degrees: 180 (the default)
+    /// turns every copy at random, so orientation tells nothing (and rotation prediction has
+    /// nothing to learn); a small angle keeps the shapes about upright, as objects in photos
+    /// are, which is what rotation prediction relies on.
+    pub max_rotation: f32,
     /// The seed the images derive from.
     pub seed: u64,
 }
@@ -69,42 +74,52 @@ impl Default for ShapesConfig {
             radius: [0.12, 0.22],
             count: [2, 4],
             palette: 4,
+            max_rotation: 180.0,
             seed: 0,
         }
     }
 }
 
 impl ShapesConfig {
-    /// Checks the fields; errors name them (`data.num_classes`).
+    /// Checks the fields; errors name them (`data.shapes.num_classes`).
     pub fn validate(&self) -> Result<()> {
         if !(2..=CLASSES.len()).contains(&self.num_classes) {
             return Err(Error::config(
-                "data.num_classes",
+                "data.shapes.num_classes",
                 format!("must be between 2 and {}", CLASSES.len()),
             ));
         }
         if self.image_size < 8 {
-            return Err(Error::config("data.image_size", "must be at least 8 pixels"));
+            return Err(Error::config("data.shapes.image_size", "must be at least 8 pixels"));
         }
         if self.train_per_class == 0 || self.test_per_class == 0 {
-            return Err(Error::config("data.train_per_class", "both splits need samples"));
+            return Err(Error::config("data.shapes.train_per_class", "both splits need samples"));
         }
         let [r0, r1] = self.radius;
         if !(r0 > 0.0 && r0 <= r1 && r1 <= 0.5) {
             return Err(Error::config(
-                "data.radius",
+                "data.shapes.radius",
                 "must be a range [min, max] with 0 < min <= max <= 0.5",
             ));
         }
         let [c0, c1] = self.count;
         if !(c0 >= 1 && c0 <= c1) {
-            return Err(Error::config("data.count", "must be a range [min, max] with 1 <= min <= max"));
+            return Err(Error::config(
+                "data.shapes.count",
+                "must be a range [min, max] with 1 <= min <= max",
+            ));
         }
         if self.palette == 1 {
-            return Err(Error::config("data.palette", "needs at least 2 colours (or 0 for any colour)"));
+            return Err(Error::config(
+                "data.shapes.palette",
+                "needs at least 2 colours (or 0 for any colour)",
+            ));
+        }
+        if !(0.0..=180.0).contains(&self.max_rotation) {
+            return Err(Error::config("data.shapes.max_rotation", "must be in [0, 180] degrees"));
         }
         if !(0.0..=1.0).contains(&self.noise_std) {
-            return Err(Error::config("data.noise_std", "must be in [0, 1]"));
+            return Err(Error::config("data.shapes.noise_std", "must be in [0, 1]"));
         }
         Ok(())
     }
@@ -151,12 +166,12 @@ impl Shapes {
         let copies = rng.gen_range(c.count[0]..=c.count[1]);
         let mut placed: Vec<Placed> = Vec::with_capacity(copies);
         for _ in 0..copies {
-            let mut shape = Placed::draw(rng, size, c.radius);
+            let mut shape = Placed::draw(rng, size, c.radius, c.max_rotation);
             for _ in 0..32 {
                 if placed.iter().all(|p| !p.overlaps(&shape)) {
                     break;
                 }
-                shape = Placed::draw(rng, size, c.radius);
+                shape = Placed::draw(rng, size, c.radius, c.max_rotation);
             }
             placed.push(shape);
         }
@@ -215,7 +230,7 @@ struct Placed {
 
 impl Placed {
     /// A copy of radius `radius` (fractions of `size`) lying wholly inside the image.
-    fn draw(rng: &mut SslRng, size: f32, radius: [f32; 2]) -> Self {
+    fn draw(rng: &mut SslRng, size: f32, radius: [f32; 2], max_rotation: f32) -> Self {
         let radius = size * rng.gen_range(radius[0]..=radius[1]);
         let centre = |rng: &mut SslRng| {
             if radius * 2.0 >= size {
@@ -225,7 +240,12 @@ impl Placed {
             }
         };
         let (cx, cy) = (centre(rng), centre(rng));
-        let (sin, cos) = rng.gen_range(0.0..std::f32::consts::TAU).sin_cos();
+        let angle = if max_rotation >= 180.0 {
+            rng.gen_range(0.0..std::f32::consts::TAU)
+        } else {
+            rng.gen_range(-max_rotation..=max_rotation).to_radians()
+        };
+        let (sin, cos) = angle.sin_cos();
         Self { cx, cy, radius, sin, cos }
     }
 
@@ -339,18 +359,21 @@ mod tests {
     #[test]
     fn config_errors_name_the_field() {
         let e = ShapesConfig { num_classes: 9, ..Default::default() }.validate().unwrap_err().to_string();
-        assert!(e.contains("data.num_classes"), "{e}");
+        assert!(e.contains("data.shapes.num_classes"), "{e}");
         let e = ShapesConfig { image_size: 4, ..Default::default() }.validate().unwrap_err().to_string();
-        assert!(e.contains("data.image_size"), "{e}");
+        assert!(e.contains("data.shapes.image_size"), "{e}");
         assert!(Shapes::new(&ShapesConfig::default(), Split::Test).unwrap().get(10_000).is_err());
         for radius in [[0.0, 0.2], [0.3, 0.2], [0.2, 0.6]] {
             let e = ShapesConfig { radius, ..Default::default() }.validate().unwrap_err().to_string();
-            assert!(e.contains("data.radius"), "{e}");
+            assert!(e.contains("data.shapes.radius"), "{e}");
         }
         for count in [[0, 2], [3, 2]] {
             let e = ShapesConfig { count, ..Default::default() }.validate().unwrap_err().to_string();
-            assert!(e.contains("data.count"), "{e}");
+            assert!(e.contains("data.shapes.count"), "{e}");
         }
+        let e =
+            ShapesConfig { max_rotation: 190.0, ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(e.contains("data.shapes.max_rotation"), "{e}");
     }
 
     proptest! {
