@@ -89,39 +89,39 @@ pub struct PretrainArgs {
     pub probe_test: Option<PathBuf>,
 }
 
-/// Options of `ssl evaluate`.
+/// A checkpoint and the labelled data to score it on: the options `ssl evaluate` and
+/// `ssl finetune` share.
 #[derive(Args, Debug, Clone)]
-pub struct EvaluateArgs {
+pub struct CheckpointArgs {
     /// A checkpoint folder or a run directory (its newest checkpoint).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     pub device: Option<String>,
-    /// Labelled training split for the probes (replaces the run's probe data).
+    /// Labelled training split, one sub-folder per class (replaces the run's probe data).
     #[arg(long, requires = "probe_test")]
     pub probe_train: Option<PathBuf>,
-    /// Labelled test split for the probes.
+    /// Labelled test split.
     #[arg(long, requires = "probe_train")]
     pub probe_test: Option<PathBuf>,
+}
+
+/// Options of `ssl evaluate`.
+#[derive(Args, Debug, Clone)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    /// The checkpoint and the labelled data.
+    pub run: CheckpointArgs,
 }
 
 /// Options of `ssl finetune`. The run's `[finetune]` table (or the defaults) gives whatever
 /// flag is absent.
 #[derive(Args, Debug, Clone)]
 pub struct FinetuneArgs {
-    /// A checkpoint folder or a run directory (its newest checkpoint).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Labelled training split (one sub-folder per class; default: the run's probe data).
-    #[arg(long, requires = "probe_test")]
-    pub probe_train: Option<PathBuf>,
-    /// Labelled test split the fine-tuned model is scored on.
-    #[arg(long, requires = "probe_train")]
-    pub probe_test: Option<PathBuf>,
+    #[command(flatten)]
+    /// The checkpoint and the labelled data.
+    pub run: CheckpointArgs,
     /// Epochs over the labelled training split.
     #[arg(long)]
     pub epochs: Option<usize>,

@@ -109,9 +109,9 @@ fn checkpoint_method(path: &Path) -> Result<(ssl_core::checkpoint::LoadedCheckpo
 }
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
-    let (ck, method) = checkpoint_method(&args.checkpoint)?;
-    let (train, test) = (args.probe_train.as_deref(), args.probe_test.as_deref());
-    let device = args.device.as_deref();
+    let (ck, method) = checkpoint_method(&args.run.checkpoint)?;
+    let (train, test) = (args.run.probe_train.as_deref(), args.run.probe_test.as_deref());
+    let device = args.run.device.as_deref();
     match method.as_str() {
         "synthetic" => crate::synthetic::evaluate(ck, device),
         name => with_vision_method!(
@@ -123,7 +123,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
 }
 
 pub fn finetune(args: &FinetuneArgs) -> Result<()> {
-    let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    let (ck, method) = checkpoint_method(&args.run.checkpoint)?;
     match method.as_str() {
         "synthetic" => {
             bail!("fine-tuning is for the vision methods; the synthetic method has no labelled images")

@@ -566,8 +566,8 @@ pub fn evaluate<M: VisionMethod>(
 /// `ssl finetune`: fine-tunes the checkpoint's encoder (and with `--baseline` the same encoder
 /// untrained) on the labelled data and prints the report as JSON.
 pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs) -> Result<()> {
-    let (mut cfg, objective, device) = restore::<M>(&ck, args.device.as_deref())?;
-    if let (Some(train), Some(test)) = (&args.probe_train, &args.probe_test) {
+    let (mut cfg, objective, device) = restore::<M>(&ck, args.run.device.as_deref())?;
+    if let (Some(train), Some(test)) = (&args.run.probe_train, &args.run.probe_test) {
         cfg.data.probe_train = Some(train.clone());
         cfg.data.probe_test = Some(test.clone());
     }

@@ -250,12 +250,7 @@ impl Objective for Autoencoder {
     }
 
     fn forward(&mut self, batch: &Vec<Tensor>, _ctx: &StepContext) -> Result<LossOutput> {
-        let [images] = batch.as_slice() else {
-            return Err(Error::invalid(
-                "batch",
-                format!("the autoencoder takes 1 view, got {}", batch.len()),
-            ));
-        };
+        let images = crate::views::one_view(batch, "the autoencoder")?;
         let (_, reconstruction) = self.run(images, true)?;
         let loss =
             reconstruction.f_mse_loss(images, tch::Reduction::Mean).torch_context("reconstruction loss")?;

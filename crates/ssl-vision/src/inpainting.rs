@@ -307,9 +307,7 @@ impl Objective for Inpainting {
     }
 
     fn forward(&mut self, batch: &Vec<Tensor>, _ctx: &StepContext) -> Result<LossOutput> {
-        let [images] = batch.as_slice() else {
-            return Err(Error::invalid("batch", format!("inpainting takes 1 view, got {}", batch.len())));
-        };
+        let images = crate::views::one_view(batch, "inpainting")?;
         let r = self.inpaint(images, true)?;
         let loss = masked_mse(&r.reconstruction, images, &r.mask)?;
         // How well the visible context is kept, which the loss does not ask for (for monitoring).

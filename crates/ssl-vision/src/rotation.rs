@@ -102,12 +102,7 @@ impl Objective for Rotation {
     }
 
     fn forward(&mut self, batch: &Vec<Tensor>, _ctx: &StepContext) -> Result<LossOutput> {
-        let [images] = batch.as_slice() else {
-            return Err(Error::invalid(
-                "batch",
-                format!("rotation prediction takes 1 view, got {}", batch.len()),
-            ));
-        };
+        let images = crate::views::one_view(batch, "rotation prediction")?;
         let (x, y) = rotations(images)?;
         let logits = self.classifier.forward(&self.backbone.f_forward_t(&x, true)?);
         let loss = logits

@@ -91,6 +91,24 @@ pub fn center_view(img: &Image, size: u32) -> Image {
     }
 }
 
+/// The single view of a one-view method's batch (MAE, inpainting, rotation, autoencoder);
+/// errors name `method` and the number of views it got.
+///
+/// ```
+/// use ssl_core::tch::{Device, Kind, Tensor};
+/// use ssl_vision::views::one_view;
+/// let x = Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+/// assert!(one_view(&[x.shallow_clone()], "MAE").is_ok());
+/// let e = one_view(&[x.shallow_clone(), x], "MAE").unwrap_err();
+/// assert!(e.to_string().contains("MAE takes 1 view, got 2"));
+/// ```
+pub fn one_view<'a>(batch: &'a [Tensor], method: &str) -> Result<&'a Tensor> {
+    match batch {
+        [images] => Ok(images),
+        _ => Err(Error::invalid("batch", format!("{method} takes 1 view, got {}", batch.len()))),
+    }
+}
+
 /// Every sample of a labelled dataset as `([N, 3, size, size] normalised, [N] labels)`, decoded
 /// in parallel. Errors name the sample that failed.
 pub fn labelled_tensors<D>(dataset: &D, size: u32, norm: Normalization) -> Result<(Tensor, Tensor)>
