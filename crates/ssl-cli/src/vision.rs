@@ -104,6 +104,15 @@ impl DataConfig {
         Ok(())
     }
 
+    /// Probes on the labelled folders `train` and `test` when both are given (the flags
+    /// `--probe-train` / `--probe-test`), replacing the configured probe data.
+    fn use_probe_folders(&mut self, train: Option<&Path>, test: Option<&Path>) {
+        if let (Some(train), Some(test)) = (train, test) {
+            self.probe_train = Some(train.to_path_buf());
+            self.probe_test = Some(test.to_path_buf());
+        }
+    }
+
     fn folder_options(&self, min_side: Option<u32>) -> FolderOptions {
         FolderOptions {
             min_side,
@@ -240,10 +249,7 @@ fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> 
     if let Some(d) = &args.data {
         cfg.data.folder = Some(d.clone());
     }
-    if let (Some(train), Some(test)) = (&args.probe_train, &args.probe_test) {
-        cfg.data.probe_train = Some(train.clone());
-        cfg.data.probe_test = Some(test.clone());
-    }
+    cfg.data.use_probe_folders(args.probe_train.as_deref(), args.probe_test.as_deref());
     if let Some(seed) = args.seed {
         cfg.train.seed = seed;
     }
@@ -475,6 +481,17 @@ fn draw_pictures<M: VisionMethod>(objective: &M, images: &Tensor, path: &Path) -
     }
 }
 
+/// Fine-tunes `model`'s encoder (its variables change) on the labelled sets.
+fn fine_tune<M: VisionMethod>(
+    model: &M,
+    sets: &ProbeSets,
+    ft: &FinetuneConfig,
+    device: Device,
+) -> Result<ssl_core::eval::FinetuneReport> {
+    let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
+    Ok(ssl_core::eval::finetune(model.encoder(), model.var_store(), tx, ty, vx, vy, ft, device)?)
+}
+
 /// Probes the trained encoder, the same encoder untrained, and the raw pixels; with a
 /// `[finetune]` config, then fine-tunes both encoders (the trained one last: it is changed).
 fn evaluation<M: VisionMethod>(
@@ -492,10 +509,8 @@ fn evaluation<M: VisionMethod>(
     let mut summary = run::eval_summary(&ours, &random, &raw);
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
-        let random =
-            ssl_core::eval::finetune(untrained.encoder(), untrained.var_store(), tx, ty, vx, vy, ft, device)?;
-        let ours =
-            ssl_core::eval::finetune(trained.encoder(), trained.var_store(), tx, ty, vx, vy, ft, device)?;
+        let random = fine_tune(&untrained, sets, ft, device)?;
+        let ours = fine_tune(trained, sets, ft, device)?;
         summary["finetune_acc"] = ours.top1.into();
         summary["random_init_finetune_acc"] = random.top1.into();
         summary["finetune"] = serde_json::to_value(&ours)?;
@@ -550,10 +565,7 @@ pub fn evaluate<M: VisionMethod>(
     probe_test: Option<&Path>,
 ) -> Result<()> {
     let (mut cfg, objective, device) = restore::<M>(&ck, device)?;
-    if let (Some(train), Some(test)) = (probe_train, probe_test) {
-        cfg.data.probe_train = Some(train.to_path_buf());
-        cfg.data.probe_test = Some(test.to_path_buf());
-    }
+    cfg.data.use_probe_folders(probe_train, probe_test);
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR");
     };
@@ -567,10 +579,7 @@ pub fn evaluate<M: VisionMethod>(
 /// untrained) on the labelled data and prints the report as JSON.
 pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs) -> Result<()> {
     let (mut cfg, objective, device) = restore::<M>(&ck, args.run.device.as_deref())?;
-    if let (Some(train), Some(test)) = (&args.run.probe_train, &args.run.probe_test) {
-        cfg.data.probe_train = Some(train.clone());
-        cfg.data.probe_test = Some(test.clone());
-    }
+    cfg.data.use_probe_folders(args.run.probe_train.as_deref(), args.run.probe_test.as_deref());
     let embedded = cfg.data.folder.is_none();
     let mut ft = cfg.finetune.clone().unwrap_or_else(|| finetune_defaults::<M>(embedded));
     ft.epochs = args.epochs.unwrap_or(ft.epochs);
@@ -583,21 +592,12 @@ pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArg
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to fine-tune on: pass --probe-train DIR --probe-test DIR");
     };
-    let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
+    let ty = &sets.train.1;
     let mut eval = serde_json::json!({});
     if args.baseline {
         eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
         let untrained = build(&cfg, device)?;
-        let random = ssl_core::eval::finetune(
-            untrained.encoder(),
-            untrained.var_store(),
-            tx,
-            ty,
-            vx,
-            vy,
-            &ft,
-            device,
-        )?;
+        let random = fine_tune(&untrained, &sets, &ft, device)?;
         eval["random_init_finetune_acc"] = random.top1.into();
     }
     eprintln!(
@@ -605,8 +605,7 @@ pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArg
         ty.size()[0],
         ft.epochs
     );
-    let ours =
-        ssl_core::eval::finetune(objective.encoder(), objective.var_store(), tx, ty, vx, vy, &ft, device)?;
+    let ours = fine_tune(&objective, &sets, &ft, device)?;
     eval["finetune_acc"] = ours.top1.into();
     eval["finetune"] = serde_json::to_value(&ours)?;
     eval["config"] = serde_json::to_value(&ft)?;

@@ -141,14 +141,6 @@ impl AutoencoderConfig {
         Self { backbone: ResNetConfig::tiny(), image_size: 16, decoder_width: 16, ..Default::default() }
     }
 
-    fn stride(&self) -> i64 {
-        if self.backbone.small_images {
-            8
-        } else {
-            32
-        }
-    }
-
     /// Checks every field; errors name it (`model.image_size`, `model.corruption.prob`).
     pub fn validate(&self) -> Result<()> {
         self.backbone.validate()?;
@@ -159,7 +151,7 @@ impl AutoencoderConfig {
                 format!("must be at least 1, got {}", self.decoder_width),
             ));
         }
-        let s = self.stride();
+        let s = self.backbone.output_stride();
         if self.image_size < s || self.image_size % s != 0 {
             return Err(Error::config(
                 "model.image_size",
@@ -176,7 +168,7 @@ impl AutoencoderConfig {
         ConvDecoderConfig {
             in_channels: self.decoder_width,
             width: self.decoder_width,
-            upsamplings: u32::ilog2(self.stride() as u32),
+            upsamplings: self.backbone.output_stride().ilog2(),
             out_channels: self.backbone.in_channels,
         }
     }
@@ -198,7 +190,7 @@ impl Autoencoder {
         cfg.validate()?;
         let vs = nn::VarStore::new(device);
         let backbone = ResNet::new(vs.root() / "backbone", &cfg.backbone)?;
-        let grid = cfg.image_size / cfg.stride();
+        let grid = cfg.image_size / cfg.backbone.output_stride();
         let expand = nn::linear(
             vs.root() / "expand",
             cfg.backbone.output_dim(),
@@ -219,7 +211,7 @@ impl Autoencoder {
         }
         let corrupted = self.config.corruption.apply(images)?;
         let z = self.backbone.f_forward_t(&corrupted, train)?;
-        let grid = s / self.config.stride();
+        let grid = s / self.config.backbone.output_stride();
         let h = self
             .expand
             .forward(&z)

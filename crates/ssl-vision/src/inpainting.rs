@@ -205,11 +205,11 @@ impl InpaintingConfig {
     }
 
     fn decoder(&self) -> ConvDecoderConfig {
-        let stride = if self.backbone.small_images { 8 } else { 32 };
+        let stride = self.backbone.output_stride();
         ConvDecoderConfig {
             in_channels: self.backbone.output_dim(),
             width: self.decoder_width,
-            upsamplings: u32::ilog2(stride),
+            upsamplings: stride.ilog2(),
             out_channels: self.backbone.in_channels,
         }
     }

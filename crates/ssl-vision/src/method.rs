@@ -334,13 +334,7 @@ impl VisionMethod for Mae {
         cfg.validate()
     }
     fn check_image_size(cfg: &MaeConfig, size: u32) -> Result<()> {
-        if cfg.encoder.image_size != i64::from(size) {
-            return Err(ssl_core::Error::config(
-                "model.encoder.image_size",
-                format!("is {} but data.image_size is {size}; set them equal", cfg.encoder.image_size),
-            ));
-        }
-        Ok(())
+        check_same_size("model.encoder.image_size", cfg.encoder.image_size, size)
     }
     fn build(cfg: &MaeConfig, device: Device) -> Result<Self> {
         Mae::new(cfg, device)
@@ -371,10 +365,22 @@ impl VisionMethod for Mae {
     }
 }
 
-/// Errors naming `field` unless `size` is a multiple of the output stride of `backbone`.
+/// Errors naming `field` unless the model, built for `model_size` pixels, matches the data's
+/// `size`.
+fn check_same_size(field: &str, model_size: i64, size: u32) -> Result<()> {
+    if model_size != i64::from(size) {
+        return Err(ssl_core::Error::config(
+            field,
+            format!("is {model_size} but data.image_size is {size}; set them equal"),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors naming `data.image_size` unless `size` is a multiple of the output stride of `backbone`.
 fn check_stride(backbone: &ResNetConfig, size: u32, what: &str) -> Result<()> {
-    let stride = if backbone.small_images { 8 } else { 32 };
-    if !size.is_multiple_of(stride) {
+    let stride = backbone.output_stride();
+    if i64::from(size) % stride != 0 {
         return Err(ssl_core::Error::config(
             "data.image_size",
             format!("{what} needs a multiple of the encoder's output stride {stride}, got {size}"),
@@ -447,13 +453,7 @@ impl VisionMethod for Autoencoder {
         cfg.validate()
     }
     fn check_image_size(cfg: &AutoencoderConfig, size: u32) -> Result<()> {
-        if cfg.image_size != i64::from(size) {
-            return Err(ssl_core::Error::config(
-                "model.image_size",
-                format!("is {} but data.image_size is {size}; set them equal", cfg.image_size),
-            ));
-        }
-        Ok(())
+        check_same_size("model.image_size", cfg.image_size, size)
     }
     fn build(cfg: &AutoencoderConfig, device: Device) -> Result<Self> {
         Autoencoder::new(cfg, device)

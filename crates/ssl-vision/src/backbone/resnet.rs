@@ -320,11 +320,7 @@ impl ResNet {
     /// How much the network shrinks each spatial side (rounding up): 8 with the small-image
     /// stem, 32 with the ImageNet stem.
     pub fn output_stride(&self) -> i64 {
-        if self.config.small_images {
-            8
-        } else {
-            32
-        }
+        self.config.output_stride()
     }
 
     /// The last stage's feature map `[B, output_dim, H', W']`.

@@ -228,6 +228,16 @@ impl ResNetConfig {
         8 * self.base_width * self.depth.expansion()
     }
 
+    /// How much the network shrinks each spatial side (rounding up): 8 with the small-image
+    /// stem, 32 with the ImageNet stem.
+    pub fn output_stride(&self) -> i64 {
+        if self.small_images {
+            8
+        } else {
+            32
+        }
+    }
+
     /// Checks every field; the error names the first field out of range.
     ///
     /// ```
