@@ -12,10 +12,12 @@
 //! use ssl_core::tch::{Device, Kind, Tensor};
 //! use ssl_vision::backbone::ResNetConfig;
 //! use ssl_vision::rotation::{Rotation, RotationConfig};
+//! ssl_core::tch::manual_seed(0); // the initial weights and inputs are random: fix them
 //! let mut model = Rotation::new(&RotationConfig { backbone: ResNetConfig::tiny() }, Device::Cpu)?;
 //! let ctx = StepContext { step: 0, total_steps: 1, micro_step: 0, device: Device::Cpu };
 //! let out = model.forward(&vec![Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu))], &ctx)?;
-//! assert!((out.loss.double_value(&[]) - 4f64.ln()).abs() < 0.5); // about chance at init
+//! let loss = out.loss.double_value(&[]);
+//! assert!(loss.is_finite() && (loss - 4f64.ln()).abs() < 1.0); // near chance (ln 4) at init
 //! # Ok::<(), ssl_core::Error>(())
 //! ```
 
