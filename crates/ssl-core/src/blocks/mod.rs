@@ -39,4 +39,6 @@ pub mod transformer;
 pub use ema::{cosine_momentum, Ema};
 pub use mlp::{Activation, MlpHead, MlpHeadConfig};
 pub use posembed::{sincos_1d, sincos_2d};
-pub use transformer::{InitScheme, Transformer, TransformerBlock, TransformerConfig};
+pub use transformer::{
+    InitScheme, KvCache, MlpActivation, NormPlacement, Transformer, TransformerBlock, TransformerConfig,
+};

@@ -2,6 +2,9 @@
 //!
 //! The block is ViT's (Dosovitskiy et al., 2021), as in timm's `Block` and MAE's encoder:
 //! `x = x + attn(norm1(x))`, then `x = x + mlp(norm2(x))`, with `mlp = fc2(gelu(fc1(·)))`.
+//! [`NormPlacement::Post`] gives BERT's post-LN block instead (`x = norm1(x + attn(x))`, then
+//! `x = norm2(x + mlp(x))`, no final norm) and [`MlpActivation::GeluTanh`] GPT-2's GELU.
+//! Causal stacks decode incrementally with a [`KvCache`] per block.
 //! Attention runs on libtorch's fused `scaled_dot_product_attention` with `q, k, v` laid out as
 //! `[B, heads, T, head_dim]`, so flash or memory-efficient kernels are used where available.
 //!
@@ -18,7 +21,9 @@ use crate::error::{Error, Result, TorchResultExt};
 
 mod config;
 
-pub use config::{InitScheme, TransformerConfig, DEFAULT_MLP_RATIO, VIT_LAYER_NORM_EPS};
+pub use config::{
+    InitScheme, MlpActivation, NormPlacement, TransformerConfig, DEFAULT_MLP_RATIO, VIT_LAYER_NORM_EPS,
+};
 
 fn layer_norm(path: &nn::Path<'_>, dim: i64, eps: f64) -> nn::LayerNorm {
     // weight 1, bias 0 (tch's LayerNorm defaults).
@@ -127,6 +132,30 @@ pub struct TransformerBlock {
     eps: f64,
     dropout: f64,
     attn_dropout: f64,
+    post_norm: bool,
+    activation: MlpActivation,
+}
+
+/// The keys and values a causal block has computed for the tokens so far, `[B, heads, T, head_dim]`
+/// each, so that decoding one more token costs one token's work (GPT-2's `past_key_values`).
+#[derive(Debug)]
+pub struct KvCache {
+    /// Keys of the tokens so far.
+    pub keys: Tensor,
+    /// Values of the tokens so far.
+    pub values: Tensor,
+}
+
+impl KvCache {
+    /// The number of tokens cached.
+    pub fn len(&self) -> i64 {
+        self.keys.size().get(2).copied().unwrap_or(0)
+    }
+
+    /// Whether no token is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl TransformerBlock {
@@ -167,6 +196,8 @@ impl TransformerBlock {
             eps,
             dropout: cfg.dropout,
             attn_dropout: cfg.attn_dropout,
+            post_norm: cfg.norm_placement == NormPlacement::Post,
+            activation: cfg.activation,
         })
     }
 
@@ -205,40 +236,74 @@ impl TransformerBlock {
         is_causal: bool,
         train: bool,
     ) -> Result<Tensor, TchError> {
+        Ok(self.forward_kv(x, None, mask, is_causal, train)?.0)
+    }
+
+    /// The block on `x`, attending also to the cached keys and values of `past` (which come
+    /// before `x`'s tokens); returns the output and the keys and values of all the tokens.
+    fn forward_kv(
+        &self,
+        x: &Tensor,
+        past: Option<&KvCache>,
+        mask: Option<&Tensor>,
+        is_causal: bool,
+        train: bool,
+    ) -> Result<(Tensor, KvCache), TchError> {
+        let mlp = |h: &Tensor| -> Result<Tensor, TchError> {
+            let h = apply_linear(h, &self.fc1)?.f_gelu(self.activation.approximate())?;
+            dropout(apply_linear(&h, &self.fc2)?, self.dropout, train)
+        };
+        if self.post_norm {
+            let (a, kv) = self.attention(x, past, mask, is_causal, train)?;
+            let x = apply_norm(&x.f_add(&a)?, &self.norm1, self.eps)?;
+            let x = apply_norm(&x.f_add(&mlp(&x)?)?, &self.norm2, self.eps)?;
+            return Ok((x, kv));
+        }
         let h = apply_norm(x, &self.norm1, self.eps)?;
-        let x = x.f_add(&self.attention(&h, mask, is_causal, train)?)?;
+        let (a, kv) = self.attention(&h, past, mask, is_causal, train)?;
+        let x = x.f_add(&a)?;
         let h = apply_norm(&x, &self.norm2, self.eps)?;
-        let h = apply_linear(&h, &self.fc1)?.f_gelu("none")?;
-        let h = dropout(apply_linear(&h, &self.fc2)?, self.dropout, train)?;
-        x.f_add(&h)
+        Ok((x.f_add(&mlp(&h)?)?, kv))
     }
 
     fn attention(
         &self,
         x: &Tensor,
+        past: Option<&KvCache>,
         mask: Option<&Tensor>,
         is_causal: bool,
         train: bool,
-    ) -> Result<Tensor, TchError> {
+    ) -> Result<(Tensor, KvCache), TchError> {
         let (b, t, d) = x.size3()?;
         // [B, T, 3D] -> [3, B, H, T, Dh]: the output features of qkv are (q|k|v, head, channel).
         let qkv = apply_linear(x, &self.qkv)?
             .f_reshape([b, t, 3, self.heads, d / self.heads])?
             .f_permute([2, 0, 3, 1, 4])?
             .f_unbind(0)?;
+        let (k, v) = match past {
+            Some(c) => (Tensor::f_cat(&[&c.keys, &qkv[1]], 2)?, Tensor::f_cat(&[&c.values, &qkv[2]], 2)?),
+            None => (qkv[1].shallow_clone(), qkv[2].shallow_clone()),
+        };
         let p = if train { self.attn_dropout } else { 0.0 };
-        let out = Tensor::f_scaled_dot_product_attention(
-            &qkv[0],
-            &qkv[1],
-            &qkv[2],
-            mask,
-            p,
-            is_causal,
-            None::<f64>,
-            false,
-        )?;
+        let out =
+            Tensor::f_scaled_dot_product_attention(&qkv[0], &k, &v, mask, p, is_causal, None::<f64>, false)?;
         let out = out.f_transpose(1, 2)?.f_reshape([b, t, d])?;
-        dropout(apply_linear(&out, &self.proj)?, self.dropout, train)
+        let out = dropout(apply_linear(&out, &self.proj)?, self.dropout, train)?;
+        Ok((out, KvCache { keys: k, values: v }))
+    }
+}
+
+/// The causal mask of `t` new tokens that follow `past` cached ones: `[t, past + t]`, true where
+/// new token `i` may attend key `j` (`j <= past + i`); `None` where SDPA's own flags suffice (no
+/// past: `is_causal`; a single new token: every key).
+fn cached_causal_mask(t: i64, past: i64, device: tch::Device) -> Result<(Option<Tensor>, bool), TchError> {
+    match (past, t) {
+        (0, _) => Ok((None, true)),
+        (_, 1) => Ok((None, false)),
+        _ => {
+            let mask = Tensor::f_ones([t, past + t], (Kind::Bool, device))?.f_tril(past)?;
+            Ok((Some(mask), false))
+        }
     }
 }
 
@@ -246,12 +311,13 @@ impl TransformerBlock {
 #[derive(Debug)]
 pub struct Transformer {
     blocks: Vec<TransformerBlock>,
-    norm: nn::LayerNorm,
+    norm: Option<nn::LayerNorm>,
     config: TransformerConfig,
 }
 
 impl Transformer {
-    /// Creates the stack under `path` after validating `cfg`.
+    /// Creates the stack under `path` after validating `cfg` (a post-LN stack has no final
+    /// `norm`).
     ///
     /// ```
     /// use ssl_core::blocks::{Transformer, TransformerConfig};
@@ -270,7 +336,8 @@ impl Transformer {
         let blocks = (0..cfg.depth)
             .map(|i| TransformerBlock::build(&(path / "blocks" / i), cfg))
             .collect::<Result<Vec<_>>>()?;
-        let norm = layer_norm(&(path / "norm"), cfg.dim, cfg.layer_norm_eps);
+        let norm = (cfg.norm_placement == NormPlacement::Pre)
+            .then(|| layer_norm(&(path / "norm"), cfg.dim, cfg.layer_norm_eps));
         Ok(Self { blocks, norm, config: cfg.clone() })
     }
 
@@ -333,7 +400,59 @@ impl Transformer {
                 .forward_masked(&h, mask.as_ref(), is_causal, train)
                 .torch_context(format!("transformer block {i}"))?;
         }
-        apply_norm(&h, &self.norm, self.config.layer_norm_eps).torch_context("final norm")
+        self.final_norm(h)
+    }
+
+    fn final_norm(&self, h: Tensor) -> Result<Tensor> {
+        match &self.norm {
+            Some(norm) => apply_norm(&h, norm, self.config.layer_norm_eps).torch_context("final norm"),
+            None => Ok(h),
+        }
+    }
+
+    /// Causal encoding of `x: [B, T, D]`, the tokens that follow those already in `past` (one
+    /// cache per block, from an earlier call; `None` or empty at the start), returning the
+    /// outputs for `x`'s tokens and the caches extended with them. Feeding a sequence in pieces
+    /// gives the outputs of [`forward`](Self::forward) with `causal = true` on the whole
+    /// sequence, at a fraction of the cost: the decoding loop of generation. No padding mask:
+    /// the rows of a batch share their length.
+    ///
+    /// ```
+    /// use ssl_core::blocks::{Transformer, TransformerConfig};
+    /// use ssl_core::tch::{nn, Device, IndexOp, Kind, Tensor};
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let enc = Transformer::new(vs.root(), &TransformerConfig::new(8, 2, 2))?;
+    /// let x = Tensor::randn([1, 5, 8], (Kind::Float, Device::Cpu));
+    /// let full = enc.forward(&x, None, true, false);
+    /// let (_, caches) = enc.f_forward_cached(&x.i((.., ..4)), None)?;
+    /// let (last, _) = enc.f_forward_cached(&x.i((.., 4..)), Some(&caches))?;
+    /// assert!((last - full.i((.., 4..))).abs().max().double_value(&[]) < 1e-5);
+    /// # Ok::<(), ssl_core::Error>(())
+    /// ```
+    pub fn f_forward_cached(&self, x: &Tensor, past: Option<&[KvCache]>) -> Result<(Tensor, Vec<KvCache>)> {
+        check_input(x, None, self.config.dim)?;
+        if let Some(p) = past {
+            if p.len() != self.blocks.len() {
+                return Err(Error::invalid(
+                    "past",
+                    format!("{} caches for a stack of {} blocks", p.len(), self.blocks.len()),
+                ));
+            }
+        }
+        let t = x.size()[1];
+        let past_len = past.and_then(|p| p.first()).map_or(0, KvCache::len);
+        let (mask, is_causal) = cached_causal_mask(t, past_len, x.device()).torch_context("causal mask")?;
+        let mut h = x.shallow_clone();
+        let mut caches = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let cache = past.map(|p| &p[i]);
+            let (out, kv) = block
+                .forward_kv(&h, cache, mask.as_ref(), is_causal, false)
+                .torch_context(format!("transformer block {i}"))?;
+            h = out;
+            caches.push(kv);
+        }
+        Ok((self.final_norm(h)?, caches))
     }
 }
 

@@ -27,6 +27,39 @@ pub enum InitScheme {
     XavierUniform,
 }
 
+/// Where each block's two LayerNorms sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormPlacement {
+    /// Pre-LN: `x + f(norm(x))`, and one more LayerNorm after the last block (`norm`): ViT,
+    /// MAE, GPT-2 (its `ln_f`).
+    #[default]
+    Pre,
+    /// Post-LN: `norm(x + f(x))`, no final LayerNorm: the original Transformer and BERT.
+    Post,
+}
+
+/// The non-linearity between the two layers of each block's MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MlpActivation {
+    /// Exact (erf) GELU: ViT, MAE, BERT (`hidden_act = "gelu"`).
+    #[default]
+    Gelu,
+    /// GELU's tanh approximation: GPT-2 (`activation_function = "gelu_new"`).
+    GeluTanh,
+}
+
+impl MlpActivation {
+    /// The `approximate` argument of libtorch's `gelu`.
+    pub(crate) fn approximate(self) -> &'static str {
+        match self {
+            Self::Gelu => "none",
+            Self::GeluTanh => "tanh",
+        }
+    }
+}
+
 fn default_mlp_ratio() -> f64 {
     DEFAULT_MLP_RATIO
 }
@@ -82,6 +115,12 @@ pub struct TransformerConfig {
     /// Initialisation of the `Linear` weights; default [`InitScheme::TruncNormal`].
     #[serde(default)]
     pub init: InitScheme,
+    /// Pre-LN (default) or post-LN blocks; see [`NormPlacement`].
+    #[serde(default)]
+    pub norm_placement: NormPlacement,
+    /// The MLP's non-linearity; default exact GELU.
+    #[serde(default)]
+    pub activation: MlpActivation,
 }
 
 impl TransformerConfig {
@@ -98,6 +137,8 @@ impl TransformerConfig {
             layer_norm_eps: VIT_LAYER_NORM_EPS,
             scaled_residual_init: false,
             init: InitScheme::default(),
+            norm_placement: NormPlacement::default(),
+            activation: MlpActivation::default(),
         }
     }
 

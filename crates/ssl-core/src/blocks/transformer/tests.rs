@@ -274,3 +274,60 @@ fn bad_inputs_are_errors() {
     let err = t.f_forward(&x, Some(&not_bool), true, false).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
 }
+
+#[test]
+fn post_ln_block_matches_a_reference_and_has_no_final_norm() {
+    tch::manual_seed(8);
+    let cfg = TransformerConfig {
+        norm_placement: NormPlacement::Post,
+        activation: MlpActivation::GeluTanh,
+        layer_norm_eps: 1e-12,
+        ..TransformerConfig::new(D, 1, 2)
+    };
+    let (vs, t) = stack(&cfg);
+    assert!(!vs.variables().contains_key("norm.weight"));
+    assert_eq!(vs.variables().len(), 12);
+    let v = vs.variables();
+    let x = Tensor::randn([2, 3, D], CPU);
+    let lin = |x: &Tensor, n: &str| {
+        x.linear(&v[&format!("blocks.0.{n}.weight")], Some(&v[&format!("blocks.0.{n}.bias")]))
+    };
+    let ln = |x: &Tensor, n: &str| {
+        let (w, b) = (&v[&format!("blocks.0.{n}.weight")], &v[&format!("blocks.0.{n}.bias")]);
+        x.layer_norm([D], Some(w), Some(b), 1e-12, false)
+    };
+    // Attention written out per head, as `block_matches_a_per_head_reference` does.
+    let qkv = lin(&x, "attn.qkv").view([2, 3, 3, 2, D / 2]).permute([2, 0, 3, 1, 4]);
+    let (q, k, vv) = (qkv.get(0), qkv.get(1), qkv.get(2));
+    let w = (q.matmul(&k.transpose(-2, -1)) / ((D / 2) as f64).sqrt()).softmax(-1, Kind::Float);
+    let a = lin(&w.matmul(&vv).transpose(1, 2).reshape([2, 3, D]), "attn.proj");
+    let x1 = ln(&(&x + a), "norm1");
+    let m = lin(&lin(&x1, "mlp.fc1").gelu("tanh"), "mlp.fc2");
+    let expected = ln(&(&x1 + m), "norm2");
+    assert!(max_diff(&t.forward(&x, None, false, false), &expected) < 1e-5);
+}
+
+#[test]
+fn cached_decoding_matches_the_full_causal_pass() {
+    tch::manual_seed(9);
+    for placement in [NormPlacement::Pre, NormPlacement::Post] {
+        let (_vs, t) =
+            stack(&TransformerConfig { norm_placement: placement, ..TransformerConfig::new(D, 3, 2) });
+        let x = Tensor::randn([2, 7, D], CPU);
+        let full = t.forward(&x, None, true, false);
+        // A prompt of 3 tokens, then 2, then one at a time.
+        let (y0, caches) = t.f_forward_cached(&x.i((.., ..3)), None).unwrap();
+        let (y1, caches) = t.f_forward_cached(&x.i((.., 3..5)), Some(&caches)).unwrap();
+        let (y2, caches) = t.f_forward_cached(&x.i((.., 5..6)), Some(&caches)).unwrap();
+        let (y3, caches) = t.f_forward_cached(&x.i((.., 6..)), Some(&caches)).unwrap();
+        let pieces = Tensor::cat(&[y0, y1, y2, y3], 1);
+        assert!(max_diff(&pieces, &full) < 1e-5, "{placement:?}");
+        assert_eq!(caches.len(), 3);
+        assert_eq!(caches[0].keys.size(), [2, 2, 7, D / 2]);
+        assert_eq!(caches[2].len(), 7);
+    }
+    let (_vs, t) = stack(&small());
+    let x = Tensor::randn([1, 2, D], CPU);
+    let (_, caches) = t.f_forward_cached(&x, None).unwrap();
+    assert!(matches!(t.f_forward_cached(&x, Some(&caches[..1])), Err(Error::InvalidArgument { .. })));
+}
