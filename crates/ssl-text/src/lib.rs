@@ -2,8 +2,13 @@
 //!
 //! Text methods: BERT-style masked language modelling and GPT-style autoregressive pretraining.
 //!
-//! This crate depends on `ssl-core` and implements its traits (`Encoder`, `Objective`,
-//! `Augmentation`, `Dataset`/`BatchBuilder`); the methods arrive with their own issues.
-//! It builds today so that the workspace layout, its CI and its dependency rules are in place.
+//! Modules, one concept each:
+//! - [`tokenizer`]: WordPiece (BERT) and byte-level BPE (GPT-2) tokenizers, trained or loaded
+//!   from `tokenizer.json`;
+//! - [`grammar`]: the embedded default corpus, reviews from a probabilistic grammar with a
+//!   sentiment label.
+
+pub mod grammar;
+pub mod tokenizer;
 
 pub use ssl_core;
