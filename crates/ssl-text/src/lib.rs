@@ -3,12 +3,21 @@
 //! Text methods: BERT-style masked language modelling and GPT-style autoregressive pretraining.
 //!
 //! Modules, one concept each:
-//! - [`tokenizer`]: WordPiece (BERT) and byte-level BPE (GPT-2) tokenizers, trained or loaded
-//!   from `tokenizer.json`;
+//! - [`corpus`]: reading text files, JSONL and labelled JSONL, with UTF-8 errors that name the
+//!   file and byte offset;
+//! - [`tokenizer`]: WordPiece (BERT) and byte-level BPE (GPT-2) tokenizers, trained
+//!   deterministically or loaded from `tokenizer.json`;
+//! - [`pack`]: documents packed into fixed-length blocks with separators;
+//! - [`tokens`]: packed blocks in memory or in a memory-mapped token file reused across runs;
+//! - [`masking`]: BERT's 80/10/10 masking, optionally of whole words;
 //! - [`grammar`]: the embedded default corpus, reviews from a probabilistic grammar with a
 //!   sentiment label.
 
+pub mod corpus;
 pub mod grammar;
+pub mod masking;
+pub mod pack;
 pub mod tokenizer;
+pub mod tokens;
 
 pub use ssl_core;
