@@ -334,7 +334,9 @@ struct RawExample {
 /// use ssl_text::corpus::{read_labelled_jsonl, Utf8Policy};
 ///
 /// let file = std::env::temp_dir().join(format!("ssl_text_corpus_lab_{}.jsonl", std::process::id()));
-/// std::fs::write(&file, "{\"text\": \"great\", \"label\": \"pos\"}\n{\"text\": \"awful\", \"label\": \"neg\"}\n")?;
+/// let lines = r#"{"text": "great", "label": "pos"}
+/// {"text": "awful", "label": "neg"}"#;
+/// std::fs::write(&file, lines)?;
 /// let train = read_labelled_jsonl(&file, Utf8Policy::Strict, None)?;
 /// assert_eq!(train.classes, ["neg", "pos"]);
 /// assert_eq!(train.labels, [1, 0]);
@@ -507,7 +509,7 @@ mod tests {
         assert_eq!(read_documents(root, Utf8Policy::Strict).unwrap(), ["ay", "az", "b", "c"]);
         // A file is taken as is, whatever its extension.
         let md = root.join("notes.md");
-        assert_eq!(text_files(&md).unwrap(), [md.clone()]);
+        assert_eq!(text_files(&md).unwrap(), vec![md]);
     }
 
     #[test]

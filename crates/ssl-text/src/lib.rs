@@ -10,12 +10,22 @@
 //! - [`pack`]: documents packed into fixed-length blocks with separators;
 //! - [`tokens`]: packed blocks in memory or in a memory-mapped token file reused across runs;
 //! - [`masking`]: BERT's 80/10/10 masking, optionally of whole words;
+//! - [`batches`]: token blocks to BERT (masked) and GPT batches;
+//! - [`model`]: pooling, initialisation and checks BERT and GPT share;
+//! - [`bert`]: BERT-style masked language modelling;
+//! - [`gpt`]: GPT-style autoregressive language modelling;
+//! - [`generate`]: sampling from a GPT (temperature, top-k, top-p, KV cache);
 //! - [`grammar`]: the embedded default corpus, reviews from a probabilistic grammar with a
 //!   sentiment label.
 
+pub mod batches;
+pub mod bert;
 pub mod corpus;
+pub mod generate;
+pub mod gpt;
 pub mod grammar;
 pub mod masking;
+pub mod model;
 pub mod pack;
 pub mod tokenizer;
 pub mod tokens;

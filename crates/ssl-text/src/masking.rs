@@ -62,12 +62,18 @@ impl MaskingConfig {
             }
         }
         if self.probability == 0.0 {
-            return Err(Error::config("model.masking.probability", "must be positive: nothing would be predicted"));
+            return Err(Error::config(
+                "model.masking.probability",
+                "must be positive: nothing would be predicted",
+            ));
         }
         if self.mask_fraction + self.random_fraction > 1.0 + 1e-12 {
             return Err(Error::config(
                 "model.masking.random_fraction",
-                format!("mask_fraction + random_fraction must be at most 1, got {}", self.mask_fraction + self.random_fraction),
+                format!(
+                    "mask_fraction + random_fraction must be at most 1, got {}",
+                    self.mask_fraction + self.random_fraction
+                ),
             ));
         }
         Ok(())
@@ -220,11 +226,13 @@ mod tests {
     #[test]
     fn whole_word_masking_chooses_words_at_the_rate() {
         // Words of 3 tokens: a start (5..40) and two continuations (40..).
-        let tokens: Vec<u32> = (0..3000).map(|i| if i % 3 == 0 { 5 + (i % 35) as u32 } else { 40 + (i % 10) as u32 }).collect();
+        let tokens: Vec<u32> =
+            (0..3000).map(|i| if i % 3 == 0 { 5 + (i % 35) as u32 } else { 40 + (i % 10) as u32 }).collect();
         let cfg = MaskingConfig { whole_word: true, ..MaskingConfig::default() };
         let mut words = 0usize;
         for seed in 0..20 {
-            let (_, labels) = mask_tokens(&tokens, &cfg, &special(), &continuation(), MASK, &mut rng_for(seed, "w", &[]));
+            let (_, labels) =
+                mask_tokens(&tokens, &cfg, &special(), &continuation(), MASK, &mut rng_for(seed, "w", &[]));
             for w in labels.chunks(3) {
                 let chosen = w.iter().filter(|&&y| y != IGNORE_INDEX).count();
                 assert!(chosen == 0 || chosen == 3);
@@ -239,7 +247,9 @@ mod tests {
     fn bad_configs_name_the_field() {
         let e = MaskingConfig { probability: 1.5, ..Default::default() }.validate().unwrap_err();
         assert!(e.to_string().contains("model.masking.probability"), "{e}");
-        let e = MaskingConfig { mask_fraction: 0.9, random_fraction: 0.2, ..Default::default() }.validate().unwrap_err();
+        let e = MaskingConfig { mask_fraction: 0.9, random_fraction: 0.2, ..Default::default() }
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("random_fraction"), "{e}");
         assert!(MaskingConfig::default().validate().is_ok());
     }

@@ -102,7 +102,11 @@ impl TokenBlocks {
                 ),
             ));
         }
-        Ok(Self { store: Store::Mapped { map, width: meta.width }, block_len: meta.block_len, len: meta.num_blocks })
+        Ok(Self {
+            store: Store::Mapped { map, width: meta.width },
+            block_len: meta.block_len,
+            len: meta.num_blocks,
+        })
     }
 
     /// Tokens per block.
@@ -130,7 +134,9 @@ impl TokenBlocks {
                     .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]]))),
             ),
             Store::Mapped { map, .. } => out.extend(
-                map.bytes()[4 * start..4 * end].chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                map.bytes()[4 * start..4 * end]
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             ),
         }
     }
@@ -159,7 +165,8 @@ fn sidecar(path: &Path) -> PathBuf {
 
 fn read_meta(path: &Path) -> Result<TokenFileMeta> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::data(path.display().to_string(), format!("bad sidecar: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::data(path.display().to_string(), format!("bad sidecar: {e}")))
 }
 
 /// The folder token files go to when the config names none: `$SSL_CACHE_DIR`, else
