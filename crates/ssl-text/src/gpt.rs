@@ -54,8 +54,9 @@ pub struct GptConfig {
     pub attn_dropout: f64,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f64,
-    /// The padding id (set from the tokenizer): never a target, never attended to.
-    pub pad_id: i64,
+    /// The padding id (set from the tokenizer): never a target, never attended to. `None` for a
+    /// vocabulary without one (GPT-2's): every token is real, and batches must not be padded.
+    pub pad_id: Option<i64>,
     /// The end-of-text id (set from the tokenizer).
     pub eos_id: i64,
     /// How a sequence becomes one vector for probes and fine-tuning.
@@ -75,7 +76,7 @@ impl Default for GptConfig {
             dropout: 0.1,
             attn_dropout: 0.1,
             layer_norm_eps: GPT2_LAYER_NORM_EPS,
-            pad_id: 50256,
+            pad_id: None,
             eos_id: 50256,
             pooling: Pooling::Mean,
         }
@@ -97,7 +98,7 @@ impl GptConfig {
             depth: 2,
             heads: 4,
             mlp_dim: 128,
-            pad_id: 1,
+            pad_id: Some(1),
             eos_id: 0,
             ..Self::default()
         }
@@ -118,7 +119,13 @@ impl GptConfig {
 
     /// Checks every field; errors name it as `model.*`.
     pub fn validate(&self) -> Result<()> {
-        model::check_sizes(self.vocab_size, self.max_len, self.pad_id)?;
+        model::check_sizes(self.vocab_size, self.max_len, self.pad_id.unwrap_or(0))?;
+        if self.pad_id == Some(self.eos_id) {
+            return Err(Error::config(
+                "model.pad_id",
+                "must differ from eos_id (padding is recognised by its id); leave it out when the vocabulary has no padding token",
+            ));
+        }
         if !(0..self.vocab_size).contains(&self.eos_id) {
             return Err(Error::config(
                 "model.eos_id",
@@ -190,8 +197,13 @@ impl Gpt {
     pub fn hidden_states(&self, ids: &Tensor, train: bool) -> Result<Tensor> {
         model::check_ids(ids, self.cfg.max_len)?;
         let x = self.embed(ids, 0, train)?;
-        let real = ids.ne(self.cfg.pad_id);
-        self.decoder.f_forward(&x, Some(&real), true, train)
+        let real = self.real_tokens(ids);
+        self.decoder.f_forward(&x, real.as_ref(), true, train)
+    }
+
+    /// The padding mask of `ids` (true for real tokens); `None` without a padding id.
+    pub fn real_tokens(&self, ids: &Tensor) -> Option<Tensor> {
+        self.cfg.pad_id.map(|p| ids.ne(p))
     }
 
     /// Next-token logits of `ids: [B, T]`: `[B, T, V]`.
@@ -224,7 +236,10 @@ impl Gpt {
         let targets = ids.i((.., 1..));
         let v = self.cfg.vocab_size;
         let flat_targets = targets.reshape([-1]);
-        let scored = flat_targets.ne(self.cfg.pad_id);
+        let scored = match self.cfg.pad_id {
+            Some(p) => flat_targets.ne(p),
+            None => flat_targets.ones_like().to_kind(Kind::Bool),
+        };
         let count = i64::try_from(scored.sum(Kind::Int64)).torch_context("target count")?;
         let targets = flat_targets.where_scalarother(&scored, -100);
         let loss = logits
@@ -242,7 +257,8 @@ impl Encoder for Gpt {
 
     fn encode(&self, input: &Tensor, train: bool) -> Tensor {
         let h = self.hidden_states(input, train).unwrap_or_else(|e| panic!("{e}"));
-        model::pool(&h, &input.ne(self.cfg.pad_id), self.cfg.pooling)
+        let real = self.real_tokens(input).unwrap_or_else(|| input.ones_like().to_kind(Kind::Bool));
+        model::pool(&h, &real, self.cfg.pooling)
     }
 
     fn num_layers(&self) -> usize {

@@ -15,6 +15,7 @@
 //! - [`bert`]: BERT-style masked language modelling;
 //! - [`gpt`]: GPT-style autoregressive language modelling;
 //! - [`generate`]: sampling from a GPT (temperature, top-k, top-p, KV cache);
+//! - [`hf`]: BERT and GPT-2 weights in the Hugging Face safetensors naming, both ways;
 //! - [`grammar`]: the embedded default corpus, reviews from a probabilistic grammar with a
 //!   sentiment label.
 
@@ -24,6 +25,7 @@ pub mod corpus;
 pub mod generate;
 pub mod gpt;
 pub mod grammar;
+pub mod hf;
 pub mod masking;
 pub mod model;
 pub mod pack;
