@@ -5,6 +5,7 @@
 
 mod run;
 mod synthetic;
+mod text;
 mod vision;
 
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ enum Command {
     Finetune(FinetuneArgs),
     /// Write the representations of a folder (default: the held-out split) to a safetensors file.
     Embed(EmbedArgs),
+    /// Sample text from a GPT checkpoint.
+    Generate(GenerateArgs),
     /// List the methods this build provides.
     Methods,
 }
@@ -81,6 +84,9 @@ pub struct PretrainArgs {
     /// Skip the evaluation after training.
     #[arg(long)]
     pub no_eval: bool,
+    /// Text: replace invalid UTF-8 in the corpus instead of stopping at it (`data.utf8 = "lossy"`).
+    #[arg(long)]
+    pub lossy_utf8: bool,
     /// Labelled training split for the probes (replaces the embedded held-out split).
     #[arg(long, requires = "probe_test")]
     pub probe_train: Option<PathBuf>,
@@ -99,7 +105,8 @@ pub struct CheckpointArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     pub device: Option<String>,
-    /// Labelled training split, one sub-folder per class (replaces the run's probe data).
+    /// Labelled training split: a folder with one sub-folder per class (images, audio) or a
+    /// JSONL file of `text` and `label` (text); replaces the run's probe data.
     #[arg(long, requires = "probe_test")]
     pub probe_train: Option<PathBuf>,
     /// Labelled test split.
@@ -155,9 +162,42 @@ pub struct EmbedArgs {
     /// Output safetensors file holding embeddings (N x D) and labels (N).
     #[arg(long, alias = "out")]
     pub output: PathBuf,
-    /// Images to embed (a folder, searched recursively; default: the embedded held-out split).
+    /// Inputs to embed: images (a folder, searched recursively) or text (a file or folder of
+    /// documents); default: the embedded held-out split.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// Options of `ssl generate`.
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// A `gpt` checkpoint folder or run directory (its newest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The text to continue (empty: start a new document).
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// Tokens to generate at most (generation also stops at the end-of-text token).
+    #[arg(long, default_value_t = 50)]
+    pub max_new_tokens: usize,
+    /// Softmax temperature; 0 decodes greedily.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Keep only the K most likely tokens at each step (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches P.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// The sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Re-encode the whole sequence at every step instead of using the KV cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     pub device: Option<String>,
@@ -183,5 +223,6 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => run::evaluate(&args),
         Command::Finetune(args) => run::finetune(&args),
         Command::Embed(args) => run::embed(&args),
+        Command::Generate(args) => run::generate(&args),
     }
 }

@@ -18,7 +18,10 @@ use ssl_vision::rotation::Rotation;
 use ssl_vision::simclr::Simclr;
 use ssl_vision::supervised::Supervised;
 
-use crate::{vision, EmbedArgs, EvaluateArgs, FinetuneArgs, PretrainArgs};
+use ssl_text::bert::Bert;
+use ssl_text::gpt::Gpt;
+
+use crate::{text, vision, EmbedArgs, EvaluateArgs, FinetuneArgs, GenerateArgs, PretrainArgs};
 
 /// The methods this build provides, with a line each.
 pub const METHODS: &[(&str, &str)] = &[
@@ -31,6 +34,8 @@ pub const METHODS: &[(&str, &str)] = &[
     (Rotation::NAME, Rotation::ABOUT),
     (Autoencoder::NAME, Autoencoder::ABOUT),
     (Supervised::NAME, Supervised::ABOUT),
+    (Bert::NAME, Bert::ABOUT),
+    (Gpt::NAME, Gpt::ABOUT),
     (
         "synthetic",
         "contrastive (NT-Xent) pretraining of an MLP on synthetic Gaussian clusters; a modality-free check",
@@ -38,7 +43,7 @@ pub const METHODS: &[(&str, &str)] = &[
 ];
 
 /// Method names fixed by the command-line contract that later modality crates provide.
-const PLANNED: &[&str] = &["bert", "gpt", "wav2vec2", "cpc", "clip"];
+const PLANNED: &[&str] = &["wav2vec2", "cpc", "clip"];
 
 fn unknown_method(name: &str) -> anyhow::Error {
     let available: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
@@ -97,6 +102,8 @@ macro_rules! with_vision_method {
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     match args.method.as_str() {
         "synthetic" => crate::synthetic::pretrain(args),
+        n if n == Bert::NAME => text::pretrain::<Bert>(args),
+        n if n == Gpt::NAME => text::pretrain::<Gpt>(args),
         name => with_vision_method!(name, M => vision::pretrain::<M>(args), _ => Err(unknown_method(name))),
     }
 }
@@ -114,6 +121,8 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let device = args.run.device.as_deref();
     match method.as_str() {
         "synthetic" => crate::synthetic::evaluate(ck, device),
+        n if n == Bert::NAME => text::evaluate::<Bert>(ck, &args.run),
+        n if n == Gpt::NAME => text::evaluate::<Gpt>(ck, &args.run),
         name => with_vision_method!(
             name,
             M => vision::evaluate::<M>(ck, device, train, test),
@@ -126,8 +135,12 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     let (ck, method) = checkpoint_method(&args.run.checkpoint)?;
     match method.as_str() {
         "synthetic" => {
-            bail!("fine-tuning is for the vision methods; the synthetic method has no labelled images")
+            bail!(
+                "fine-tuning is for the vision and text methods; the synthetic method has no labelled inputs"
+            )
         }
+        n if n == Bert::NAME => text::finetune::<Bert>(ck, args),
+        n if n == Gpt::NAME => text::finetune::<Gpt>(ck, args),
         name => {
             with_vision_method!(name, M => vision::finetune::<M>(ck, args), _ => Err(unknown_method(name)))
         }
@@ -142,12 +155,22 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
             bail!("--data: the synthetic method embeds its own held-out split")
         }
         "synthetic" => crate::synthetic::embed(ck, device, &args.output),
+        n if n == Bert::NAME => text::embed::<Bert>(ck, device, data, &args.output),
+        n if n == Gpt::NAME => text::embed::<Gpt>(ck, device, data, &args.output),
         name => with_vision_method!(
             name,
             M => vision::embed::<M>(ck, device, data, &args.output),
             _ => Err(unknown_method(name))
         ),
     }
+}
+
+pub fn generate(args: &GenerateArgs) -> Result<()> {
+    let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    if method != Gpt::NAME {
+        bail!("checkpoint {} is a `{method}` model; generation needs a `gpt` checkpoint", ck.path.display());
+    }
+    text::generate_text(ck, args)
 }
 
 /// Reads a TOML config file into `T`; errors name the file and the offending key.

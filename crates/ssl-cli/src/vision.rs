@@ -275,7 +275,7 @@ fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> 
 /// Overlays `user` on `base`: tables merge key by key, anything else replaces. A table whose
 /// `kind` differs from the base's (a tagged choice such as `model.mask`) replaces it whole:
 /// the other kind's fields do not apply.
-fn merge(base: &mut toml::Value, user: toml::Value) {
+pub(crate) fn merge(base: &mut toml::Value, user: toml::Value) {
     match (base, user) {
         (toml::Value::Table(b), toml::Value::Table(u))
             if u.get("kind").is_none() || u.get("kind") == b.get("kind") =>

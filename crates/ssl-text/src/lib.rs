@@ -15,6 +15,8 @@
 //! - [`bert`]: BERT-style masked language modelling;
 //! - [`gpt`]: GPT-style autoregressive language modelling;
 //! - [`generate`]: sampling from a GPT (temperature, top-k, top-p, KV cache);
+//! - [`eval`]: held-out perplexity and masked accuracy with their unigram baselines, labelled
+//!   text as tensors for the probes;
 //! - [`hf`]: BERT and GPT-2 weights in the Hugging Face safetensors naming, both ways;
 //! - [`grammar`]: the embedded default corpus, reviews from a probabilistic grammar with a
 //!   sentiment label.
@@ -22,6 +24,7 @@
 pub mod batches;
 pub mod bert;
 pub mod corpus;
+pub mod eval;
 pub mod generate;
 pub mod gpt;
 pub mod grammar;

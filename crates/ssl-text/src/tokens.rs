@@ -56,15 +56,18 @@ enum Store {
 }
 
 /// Fixed-length token blocks, random access: the [`Dataset`] the text methods train on.
+#[derive(Clone)]
 pub struct TokenBlocks {
-    store: Store,
+    store: std::sync::Arc<Store>,
     block_len: usize,
+    /// The first block of this view.
+    offset: usize,
     len: usize,
 }
 
 impl std::fmt::Debug for TokenBlocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.store {
+        let kind = match *self.store {
             Store::Memory(_) => "memory",
             Store::Mapped { .. } => "mapped",
         };
@@ -75,14 +78,14 @@ impl std::fmt::Debug for TokenBlocks {
 impl TokenBlocks {
     /// Blocks held in memory: `tokens.len()` must be a multiple of `block_len`.
     pub fn from_vec(tokens: Vec<u32>, block_len: usize) -> Result<Self> {
-        if block_len == 0 || tokens.len() % block_len != 0 {
+        if block_len == 0 || !tokens.len().is_multiple_of(block_len) {
             return Err(Error::invalid(
                 "tokens",
                 format!("{} tokens are not whole blocks of {block_len}", tokens.len()),
             ));
         }
         let len = tokens.len() / block_len;
-        Ok(Self { store: Store::Memory(tokens), block_len, len })
+        Ok(Self { store: std::sync::Arc::new(Store::Memory(tokens)), block_len, offset: 0, len })
     }
 
     /// Maps the token file `path` (its sidecar is `path` with extension `json`).
@@ -103,10 +106,25 @@ impl TokenBlocks {
             ));
         }
         Ok(Self {
-            store: Store::Mapped { map, width: meta.width },
+            store: std::sync::Arc::new(Store::Mapped { map, width: meta.width }),
             block_len: meta.block_len,
+            offset: 0,
             len: meta.num_blocks,
         })
+    }
+
+    /// Blocks `start..start + len` of this view, sharing the storage (no copy).
+    pub fn slice(&self, start: usize, len: usize) -> Result<Self> {
+        if start + len > self.len {
+            return Err(Error::invalid("slice", format!("blocks {start}..{} of {}", start + len, self.len)));
+        }
+        Ok(Self { store: self.store.clone(), block_len: self.block_len, offset: self.offset + start, len })
+    }
+
+    /// Splits off the last `n` blocks: `(first len - n, last n)`, for a held-out split.
+    pub fn split_tail(&self, n: usize) -> Result<(Self, Self)> {
+        let n = n.min(self.len);
+        Ok((self.slice(0, self.len - n)?, self.slice(self.len - n, n)?))
     }
 
     /// Tokens per block.
@@ -125,8 +143,9 @@ impl TokenBlocks {
 
     fn read_block(&self, index: usize, out: &mut Vec<u32>) {
         out.clear();
+        let index = self.offset + index;
         let (start, end) = (index * self.block_len, (index + 1) * self.block_len);
-        match &self.store {
+        match &*self.store {
             Store::Memory(v) => out.extend_from_slice(&v[start..end]),
             Store::Mapped { map, width: 2 } => out.extend(
                 map.bytes()[2 * start..2 * end]
@@ -372,6 +391,9 @@ mod tests {
         assert!(cached);
         assert_eq!(again.get(0).unwrap(), blocks.get(0).unwrap());
         assert!(again.get(again.len()).is_err());
+        let (head, tail) = again.split_tail(1).unwrap();
+        assert_eq!((head.len(), tail.len()), (again.len() - 1, 1));
+        assert_eq!(tail.get(0).unwrap(), again.get(again.len() - 1).unwrap());
         // A changed corpus builds a new file.
         std::fs::write(corpus.join("b.jsonl"), "{\"text\": \"this phone .\"}\n").unwrap();
         let (_, _, cached) = load_or_build(&BuildSpec { ..spec.clone() }).unwrap();

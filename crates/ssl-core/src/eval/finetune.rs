@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use super::features::validate_labels;
-use super::train_util::{check_loss, cosine_lr, epoch_batches, num_classes, rows, zero_linear};
+use super::train_util::{check_loss, epoch_batches, num_classes, rows, warmup_cosine_lr, zero_linear};
 use super::{accuracy, extract_features};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::{rng_for, seed_torch};
@@ -62,6 +62,10 @@ pub struct FinetuneConfig {
     /// least and the head most. Default 1.0: one rate for every layer. Encoders without layers
     /// (ResNets) ignore it.
     pub layer_decay: f64,
+    /// The fraction of the steps over which the learning rates rise linearly from 0 before the
+    /// cosine decay, in `[0, 1)`. Default 0 (vision recipes); BERT's fine-tuning warms up over
+    /// the first 10%, which keeps a transformer from collapsing in its first steps.
+    pub warmup_fraction: f64,
 }
 
 impl Default for FinetuneConfig {
@@ -75,6 +79,7 @@ impl Default for FinetuneConfig {
             head_lr_scale: 1.0,
             train_subset: 0,
             layer_decay: 1.0,
+            warmup_fraction: 0.0,
         }
     }
 }
@@ -102,6 +107,12 @@ impl FinetuneConfig {
         }
         if self.batch_size == 0 {
             return Err(Error::config("finetune.batch_size", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            return Err(Error::config(
+                "finetune.warmup_fraction",
+                format!("must be in [0, 1), got {}", self.warmup_fraction),
+            ));
         }
         if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
             return Err(Error::config(
@@ -247,8 +258,9 @@ pub fn finetune(
             enc_opt.zero_grad();
             head_opt.zero_grad();
             loss.backward();
-            enc_opt.step(cosine_lr(cfg.lr, step, total))?;
-            head_opt.step(cosine_lr(head_lr, step, total))?;
+            let warmup = (cfg.warmup_fraction * total as f64).round() as usize;
+            enc_opt.step(warmup_cosine_lr(cfg.lr, step, total, warmup))?;
+            head_opt.step(warmup_cosine_lr(head_lr, step, total, warmup))?;
             last = Some(loss);
             step += 1;
         }

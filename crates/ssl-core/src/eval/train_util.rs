@@ -45,6 +45,16 @@ pub(crate) fn cosine_lr(base: f64, step: usize, total: usize) -> f64 {
     base * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
+/// [`cosine_lr`] after a linear warm-up over the first `warmup` steps (from `base / warmup` at
+/// step 0 to `base`), the cosine then spanning the remaining steps.
+pub(crate) fn warmup_cosine_lr(base: f64, step: usize, total: usize, warmup: usize) -> f64 {
+    if step < warmup {
+        base * (step + 1) as f64 / warmup as f64
+    } else {
+        cosine_lr(base, step - warmup, total.saturating_sub(warmup))
+    }
+}
+
 /// Errors with [`Error::NonFiniteLoss`] when `loss` is NaN or infinite.
 pub(crate) fn check_loss(loss: &Tensor, step: usize) -> Result<()> {
     let value = f64::try_from(loss).torch_context("reading the training loss")?;
@@ -93,6 +103,15 @@ mod tests {
         let dropped = epoch_batches(10, 4, 7, "s", 0, true, Device::Cpu);
         assert_eq!(dropped.len(), 2);
         assert_eq!(epoch_batches(3, 4, 7, "s", 0, true, Device::Cpu).len(), 1);
+    }
+
+    #[test]
+    fn warmup_rises_linearly_then_hands_over_to_the_cosine() {
+        assert!((warmup_cosine_lr(0.1, 0, 20, 10) - 0.01).abs() < 1e-12);
+        assert!((warmup_cosine_lr(0.1, 9, 20, 10) - 0.1).abs() < 1e-12);
+        assert_eq!(warmup_cosine_lr(0.1, 10, 20, 10), 0.1);
+        assert_eq!(warmup_cosine_lr(0.1, 20, 20, 10), 0.0);
+        assert_eq!(warmup_cosine_lr(0.1, 3, 20, 0), cosine_lr(0.1, 3, 20));
     }
 
     #[test]

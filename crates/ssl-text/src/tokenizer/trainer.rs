@@ -220,3 +220,39 @@ pub(crate) fn train<S: AsRef<str> + Sync>(
     }
     Ok(Trained { vocab: v.tokens, merges })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+
+    fn whitespace() -> Tokenizer {
+        let mut t = Tokenizer::new(BPE::default());
+        t.with_pre_tokenizer(Some(Whitespace {}));
+        t
+    }
+
+    #[test]
+    fn merges_the_most_frequent_pair_first_and_breaks_ties_by_id() {
+        // "ab" occurs 3 times, "cd" twice, "bc" once.
+        let texts = ["ab ab ab", "cd cd", "bc"];
+        let t = train(&whitespace(), &texts, 100, 2, &["<s>"], &[], None).unwrap();
+        assert_eq!(t.merges, [("a".to_string(), "b".to_string()), ("c".to_string(), "d".to_string())]);
+        assert_eq!(t.vocab, ["<s>", "a", "b", "c", "d", "ab", "cd"]);
+        // Equal counts: the pair of smaller ids ("a","b") before ("c","d").
+        let t = train(&whitespace(), &["cd ab"], 100, 1, &[], &[], None).unwrap();
+        assert_eq!(t.merges[0], ("a".to_string(), "b".to_string()));
+    }
+
+    #[test]
+    fn continuation_prefix_marks_word_internal_symbols() {
+        let t = train(&whitespace(), &["abc abc"], 100, 2, &[], &[], Some("##")).unwrap();
+        assert_eq!(t.merges[0], ("a".to_string(), "##b".to_string()));
+        assert!(t.vocab.contains(&"ab".to_string()) && t.vocab.contains(&"abc".to_string()));
+        assert!(t.vocab.contains(&"##c".to_string()));
+        let empty: [&str; 0] = [];
+        assert!(train(&whitespace(), &empty, 100, 2, &[], &[], None).is_err());
+    }
+}
