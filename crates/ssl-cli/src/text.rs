@@ -603,8 +603,16 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
         .fit(&mut objective, &loader)
         .context("training failed")?;
     let hf_dir = dir.join("hf");
-    objective.save_hf(&hf_dir)?;
-    tok.save(&hf_dir.join("tokenizer.json"))?;
+    let exported = match objective.save_hf(&hf_dir) {
+        Ok(()) => {
+            tok.save(&hf_dir.join("tokenizer.json"))?;
+            true
+        }
+        Err(e) => {
+            eprintln!("no Hugging Face export: {e}");
+            false
+        }
+    };
 
     let mut summary = serde_json::json!({
         "method": M::NAME,
@@ -636,7 +644,9 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
     run::write_summary(&dir, &summary)?;
     print_table(&summary);
     eprintln!("summary: {}", dir.join("summary.json").display());
-    eprintln!("Hugging Face export: {}", hf_dir.display());
+    if exported {
+        eprintln!("Hugging Face export: {}", hf_dir.display());
+    }
     Ok(())
 }
 

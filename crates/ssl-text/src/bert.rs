@@ -65,6 +65,9 @@ pub struct BertConfig {
     pub pooling: Pooling,
     /// The MLM corruption.
     pub masking: MaskingConfig,
+    /// Post-LN (BERT's, the default; what Hugging Face's BERT loads) or pre-LN blocks (with a
+    /// final LayerNorm; easier to train at high learning rates, not exportable to HF's BERT).
+    pub norm_placement: NormPlacement,
 }
 
 impl Default for BertConfig {
@@ -84,6 +87,7 @@ impl Default for BertConfig {
             pad_id: 0,
             pooling: Pooling::Mean,
             masking: MaskingConfig::default(),
+            norm_placement: NormPlacement::Post,
         }
     }
 }
@@ -106,7 +110,7 @@ impl BertConfig {
             dropout: self.dropout,
             attn_dropout: self.attn_dropout,
             layer_norm_eps: self.layer_norm_eps,
-            norm_placement: NormPlacement::Post,
+            norm_placement: self.norm_placement,
             activation: MlpActivation::Gelu,
             ..TransformerConfig::new(self.dim, self.depth, self.heads)
         }

@@ -201,6 +201,12 @@ fn expect_str(cfg: &Value, key: &str, allowed: &[&str], dir: &Path) -> Result<()
 /// Writes `model` as a HF `BertForMaskedLM` folder (`model.safetensors`, `config.json`).
 pub fn save_bert(model: &Bert, dir: &Path) -> Result<()> {
     let c = model.config();
+    if c.norm_placement != ssl_core::blocks::NormPlacement::Post {
+        return Err(Error::invalid(
+            "model.norm_placement",
+            "Hugging Face's BERT is post-LN; a pre-LN BERT has no HF equivalent to export to",
+        ));
+    }
     let tensors = export(&model.var_store().variables(), &bert_names(c))?;
     let config = json!({
         "architectures": ["BertForMaskedLM"],

@@ -96,3 +96,15 @@ fn bad_folders_are_clear_errors() {
     let err = hf::load_gpt2(&dir, Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("embed.tokens"), "{err}");
 }
+
+#[test]
+fn a_pre_ln_bert_is_not_exported_as_hf_bert() {
+    use ssl_core::blocks::NormPlacement;
+    use ssl_text::bert::{Bert, BertConfig};
+    let cfg = BertConfig { norm_placement: NormPlacement::Pre, ..BertConfig::tiny() };
+    let model = Bert::new(&cfg, Device::Cpu).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = hf::save_bert(&model, tmp.path()).unwrap_err();
+    assert!(err.to_string().contains("post-LN"), "{err}");
+    assert!(!tmp.path().join("model.safetensors").exists());
+}
