@@ -292,3 +292,59 @@ pub fn eval_summary(
         "knn": ours.knn,
     })
 }
+
+/// `ssl finetune`'s flags over a run's fine-tuning config, validated.
+pub fn apply_finetune_flags(ft: &mut ssl_core::eval::FinetuneConfig, args: &FinetuneArgs) -> Result<()> {
+    ft.epochs = args.epochs.unwrap_or(ft.epochs);
+    ft.lr = args.lr.unwrap_or(ft.lr);
+    ft.layer_decay = args.layer_decay.unwrap_or(ft.layer_decay);
+    ft.head_lr_scale = args.head_lr_scale.unwrap_or(ft.head_lr_scale);
+    ft.batch_size = args.batch_size.unwrap_or(ft.batch_size);
+    ft.train_subset = args.train_subset.unwrap_or(ft.train_subset);
+    Ok(ft.validate()?)
+}
+
+/// `ssl finetune`'s report: with `--baseline` first `run(true)` (the untrained encoder), then
+/// `run(false)` (the checkpoint's), printed as JSON. `inputs` names what is fine-tuned on.
+pub fn finetune_report(
+    ck: &ssl_core::checkpoint::LoadedCheckpoint,
+    ft: &ssl_core::eval::FinetuneConfig,
+    args: &FinetuneArgs,
+    inputs: &str,
+    mut run: impl FnMut(bool) -> Result<ssl_core::eval::FinetuneReport>,
+) -> Result<()> {
+    let mut eval = serde_json::json!({});
+    if args.baseline {
+        eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
+        eval["random_init_finetune_acc"] = run(true)?.top1.into();
+    }
+    eprintln!("fine-tuning the pretrained encoder on {inputs} ({} epochs)", ft.epochs);
+    let ours = run(false)?;
+    eval["finetune_acc"] = ours.top1.into();
+    eval["finetune"] = serde_json::to_value(&ours)?;
+    eval["config"] = serde_json::to_value(ft)?;
+    let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": eval });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Writes `embeddings` `[N, D]` and `labels` `[N]` to the safetensors file `output` (a
+/// temporary file renamed into place), and `lines`, one per line, to `<output>.files.txt`.
+pub fn write_embeddings(
+    z: &ssl_core::tch::Tensor,
+    y: &ssl_core::tch::Tensor,
+    lines: Option<&[String]>,
+    output: &Path,
+) -> Result<()> {
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = output.file_name().and_then(|n| n.to_str()).context("--output needs a file name")?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    ssl_core::tch::Tensor::write_safetensors(&[("embeddings", z), ("labels", y)], &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Some(lines) = lines {
+        write_atomic(dir, &format!("{name}.files.txt"), (lines.join("\n") + "\n").as_bytes())?;
+    }
+    fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!("wrote {} embeddings of dimension {} to {}", z.size()[0], z.size()[1], output.display());
+    Ok(())
+}

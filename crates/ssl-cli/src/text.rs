@@ -784,38 +784,22 @@ pub fn finetune<M: TextMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs)
         cfg.data.probe_test = Some(test.clone());
     }
     let mut ft = cfg.finetune.clone().unwrap_or_else(|| finetune_defaults(cfg.data.corpus.is_none()));
-    ft.epochs = args.epochs.unwrap_or(ft.epochs);
-    ft.lr = args.lr.unwrap_or(ft.lr);
-    ft.layer_decay = args.layer_decay.unwrap_or(ft.layer_decay);
-    ft.head_lr_scale = args.head_lr_scale.unwrap_or(ft.head_lr_scale);
-    ft.batch_size = args.batch_size.unwrap_or(ft.batch_size);
-    ft.train_subset = args.train_subset.unwrap_or(ft.train_subset);
-    ft.validate()?;
+    run::apply_finetune_flags(&mut ft, args)?;
     let Some(sets) = probe_sets::<M>(&cfg.data, &tok)? else {
         bail!("no labelled data to fine-tune on: pass --probe-train FILE --probe-test FILE (JSONL)");
     };
-    let mut eval = serde_json::json!({});
-    if args.baseline {
-        eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
-        let untrained = build(&cfg, device)?;
-        eval["random_init_finetune_acc"] = fine_tune(&untrained, &sets, &ft, device)?.top1.into();
-    }
-    eprintln!(
-        "fine-tuning the pretrained encoder on {} labelled texts ({} epochs)",
-        sets.train.1.size()[0],
-        ft.epochs
-    );
-    let ours = fine_tune(&objective, &sets, &ft, device)?;
-    eval["finetune_acc"] = ours.top1.into();
-    eval["finetune"] = serde_json::to_value(&ours)?;
-    eval["config"] = serde_json::to_value(&ft)?;
-    let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": eval });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    let inputs = format!("{} labelled texts", sets.train.1.size()[0]);
+    run::finetune_report(&ck, &ft, args, &inputs, |untrained| {
+        if untrained {
+            fine_tune(&build(&cfg, device)?, &sets, &ft, device)
+        } else {
+            fine_tune(&objective, &sets, &ft, device)
+        }
+    })
 }
 
-/// Writes the representations of labelled JSONL texts (or of the embedded held-out split) to a
-/// safetensors file: `embeddings` `[N, D]` and `labels` `[N]`.
+/// Writes the representations of a text file or folder's documents (labels -1), or of the
+/// embedded held-out split, to a safetensors file: `embeddings` `[N, D]` and `labels` `[N]`.
 pub fn embed<M: TextMethod>(
     ck: LoadedCheckpoint,
     device: Option<&str>,
@@ -838,14 +822,7 @@ pub fn embed<M: TextMethod>(
         }
     };
     let z = extract_features(objective.encoder(), &x, cfg.eval.batch_size, device)?;
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = output.file_name().and_then(|n| n.to_str()).context("--output needs a file name")?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    Tensor::write_safetensors(&[("embeddings", &z), ("labels", &y)], &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
-    eprintln!("wrote {} embeddings of dimension {} to {}", z.size()[0], z.size()[1], output.display());
-    Ok(())
+    run::write_embeddings(&z, &y, None, output)
 }
 
 /// `ssl generate`: text from a GPT checkpoint.

@@ -582,36 +582,18 @@ pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArg
     cfg.data.use_probe_folders(args.run.probe_train.as_deref(), args.run.probe_test.as_deref());
     let embedded = cfg.data.folder.is_none();
     let mut ft = cfg.finetune.clone().unwrap_or_else(|| finetune_defaults::<M>(embedded));
-    ft.epochs = args.epochs.unwrap_or(ft.epochs);
-    ft.lr = args.lr.unwrap_or(ft.lr);
-    ft.layer_decay = args.layer_decay.unwrap_or(ft.layer_decay);
-    ft.head_lr_scale = args.head_lr_scale.unwrap_or(ft.head_lr_scale);
-    ft.batch_size = args.batch_size.unwrap_or(ft.batch_size);
-    ft.train_subset = args.train_subset.unwrap_or(ft.train_subset);
-    ft.validate()?;
+    run::apply_finetune_flags(&mut ft, args)?;
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to fine-tune on: pass --probe-train DIR --probe-test DIR");
     };
-    let ty = &sets.train.1;
-    let mut eval = serde_json::json!({});
-    if args.baseline {
-        eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
-        let untrained = build(&cfg, device)?;
-        let random = fine_tune(&untrained, &sets, &ft, device)?;
-        eval["random_init_finetune_acc"] = random.top1.into();
-    }
-    eprintln!(
-        "fine-tuning the pretrained encoder on {} labelled images ({} epochs)",
-        ty.size()[0],
-        ft.epochs
-    );
-    let ours = fine_tune(&objective, &sets, &ft, device)?;
-    eval["finetune_acc"] = ours.top1.into();
-    eval["finetune"] = serde_json::to_value(&ours)?;
-    eval["config"] = serde_json::to_value(&ft)?;
-    let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": eval });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    let inputs = format!("{} labelled images", sets.train.1.size()[0]);
+    run::finetune_report(&ck, &ft, args, &inputs, |untrained| {
+        if untrained {
+            fine_tune(&build(&cfg, device)?, &sets, &ft, device)
+        } else {
+            fine_tune(&objective, &sets, &ft, device)
+        }
+    })
 }
 
 /// Writes the representations of a folder's images (or of the embedded held-out split) to a
@@ -639,17 +621,7 @@ pub fn embed<M: VisionMethod>(
         }
     };
     let z = extract_features(objective.encoder(), &x, cfg.eval.batch_size, device)?;
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = output.file_name().and_then(|n| n.to_str()).context("--output needs a file name")?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    Tensor::write_safetensors(&[("embeddings", &z), ("labels", &y)], &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    if let Some(names) = files {
-        run::write_atomic(dir, &format!("{name}.files.txt"), (names.join("\n") + "\n").as_bytes())?;
-    }
-    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
-    eprintln!("wrote {} embeddings of dimension {} to {}", z.size()[0], z.size()[1], output.display());
-    Ok(())
+    run::write_embeddings(&z, &y, files.as_deref(), output)
 }
 
 #[cfg(test)]
