@@ -288,6 +288,15 @@ impl Default for DataConfig {
 }
 
 impl DataConfig {
+    /// Probes on the labelled JSONL files `train` and `test` when both are given (the flags
+    /// `--probe-train` / `--probe-test`), replacing the configured probe data.
+    fn use_probe_files(&mut self, train: Option<&Path>, test: Option<&Path>) {
+        if let (Some(train), Some(test)) = (train, test) {
+            self.probe_train = Some(train.to_path_buf());
+            self.probe_test = Some(test.to_path_buf());
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         if self.block_len < 8 {
             bail!("invalid config: data.block_len must be at least 8, got {}", self.block_len);
@@ -394,10 +403,7 @@ fn resolve_config<M: TextMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
     if let Some(d) = &args.data {
         cfg.data.corpus = Some(d.clone());
     }
-    if let (Some(train), Some(test)) = (&args.probe_train, &args.probe_test) {
-        cfg.data.probe_train = Some(train.clone());
-        cfg.data.probe_test = Some(test.clone());
-    }
+    cfg.data.use_probe_files(args.probe_train.as_deref(), args.probe_test.as_deref());
     if let Some(seed) = args.seed {
         cfg.train.seed = seed;
     }
@@ -763,10 +769,7 @@ fn restore<M: TextMethod>(
 
 pub fn evaluate<M: TextMethod>(ck: LoadedCheckpoint, args: &crate::CheckpointArgs) -> Result<()> {
     let (mut cfg, objective, tok, device) = restore::<M>(&ck, args.device.as_deref())?;
-    if let (Some(train), Some(test)) = (&args.probe_train, &args.probe_test) {
-        cfg.data.probe_train = Some(train.clone());
-        cfg.data.probe_test = Some(test.clone());
-    }
+    cfg.data.use_probe_files(args.probe_train.as_deref(), args.probe_test.as_deref());
     let Some(sets) = probe_sets::<M>(&cfg.data, &tok)? else {
         bail!("no labelled data to probe on: pass --probe-train FILE --probe-test FILE (JSONL)");
     };
@@ -779,10 +782,7 @@ pub fn evaluate<M: TextMethod>(ck: LoadedCheckpoint, args: &crate::CheckpointArg
 
 pub fn finetune<M: TextMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs) -> Result<()> {
     let (mut cfg, objective, tok, device) = restore::<M>(&ck, args.run.device.as_deref())?;
-    if let (Some(train), Some(test)) = (&args.run.probe_train, &args.run.probe_test) {
-        cfg.data.probe_train = Some(train.clone());
-        cfg.data.probe_test = Some(test.clone());
-    }
+    cfg.data.use_probe_files(args.run.probe_train.as_deref(), args.run.probe_test.as_deref());
     let mut ft = cfg.finetune.clone().unwrap_or_else(|| finetune_defaults(cfg.data.corpus.is_none()));
     run::apply_finetune_flags(&mut ft, args)?;
     let Some(sets) = probe_sets::<M>(&cfg.data, &tok)? else {
