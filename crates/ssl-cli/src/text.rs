@@ -458,7 +458,7 @@ struct Blocks {
     held_out: TokenBlocks,
 }
 
-fn blocks<M: TextMethod>(data: &DataConfig, tok: &TextTokenizer, docs: Option<&[String]>) -> Result<Blocks> {
+fn blocks<M: TextMethod>(data: &DataConfig, tok: &TextTokenizer) -> Result<Blocks> {
     let layout = M::layout(tok)?;
     match &data.corpus {
         None => {
@@ -471,7 +471,6 @@ fn blocks<M: TextMethod>(data: &DataConfig, tok: &TextTokenizer, docs: Option<&[
             Ok(Blocks { train: pack_split(Split::Train)?, held_out: pack_split(Split::Test)? })
         }
         Some(corpus) => {
-            let _ = docs;
             let cache = data.cache_dir.clone().unwrap_or_else(default_cache_dir);
             let spec = BuildSpec {
                 corpus,
@@ -557,7 +556,7 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
         (None, Some(corpus)) => Some(read_documents(corpus, cfg.data.utf8)?),
     };
     let tok = tokenizer::<M>(&cfg.data, docs.as_deref().unwrap_or(&[]))?;
-    let blocks = blocks::<M>(&cfg.data, &tok, docs.as_deref())?;
+    let blocks = blocks::<M>(&cfg.data, &tok)?;
     drop(docs);
     M::fit(&mut cfg.model, &tok, cfg.data.block_len);
     M::validate(&cfg.model)?;
