@@ -2,8 +2,12 @@
 //!
 //! Audio methods: wav2vec 2.0-style masked prediction and CPC over a log-mel / waveform front end.
 //!
+//! Modules, one concept each:
+//! - [`resample`]: band-limited (Kaiser-windowed sinc) resampling between any two rates;
+//!
 //! This crate depends on `ssl-core` and implements its traits (`Encoder`, `Objective`,
 //! `Augmentation`, `Dataset`/`BatchBuilder`); the methods arrive with their own issues.
-//! It builds today so that the workspace layout, its CI and its dependency rules are in place.
+
+pub mod resample;
 
 pub use ssl_core;
