@@ -106,6 +106,25 @@ fn downsampling_48k_to_16k_suppresses_tones_above_8k_by_40_db() {
 }
 
 #[test]
+fn the_default_response_is_as_documented() {
+    let r = Resampler::new(48_000, 16_000).unwrap();
+    let gain = |fraction: f64| {
+        let x = sine(fraction * 8_000.0, 48_000, 48_000, 1.0, 0.0);
+        rms(interior(&r.process(&x), 1_600)) / rms(&x)
+    };
+    for fraction in [0.1, 0.5, 0.8, 0.87] {
+        assert!((gain(fraction) - 1.0).abs() < 2e-4, "{fraction}: {}", gain(fraction));
+    }
+    assert!((20.0 * gain(0.90).log10() + 0.3).abs() < 0.05);
+    assert!((20.0 * gain(0.95).log10() + 6.0).abs() < 0.05);
+    for fraction in [1.03, 1.05, 1.2, 1.5, 2.0, 2.9] {
+        let db = 20.0 * gain(fraction).log10();
+        let bound = if fraction < 1.05 { -78.0 } else { -87.0 };
+        assert!(db < bound, "{fraction}: {db:.1} dB");
+    }
+}
+
+#[test]
 fn downsampling_keeps_the_pass_band() {
     let r = Resampler::new(48_000, 16_000).unwrap();
     for freq in [50.0, 1_000.0, 4_000.0, 6_500.0] {
