@@ -176,6 +176,16 @@ fn odd_ratios_use_the_direct_kernel_and_agree_with_the_table() {
             assert!((p - q).abs() < 1e-5, "{from} -> {to}, sample {i}: {p} vs {q}");
         }
     }
+    // The interpolated kernel keeps the stop band: 44.1 kHz -> 16.001 kHz has 16001 phases.
+    let r = Resampler::new(44_100, 16_001).unwrap();
+    assert!(matches!(r.kernel, Taps::Direct(_)));
+    for freq in [8_300.0, 9_000.0, 12_000.0, 20_000.0] {
+        let x = sine(freq, 44_100, 22_050, 1.0, 0.0);
+        let db = 20.0 * (rms(interior(&r.process(&x), 400)) / rms(&x)).log10();
+        assert!(db < -78.0, "{freq} Hz: {db:.1} dB");
+    }
+    let x = sine(1_000.0, 44_100, 22_050, 0.5, 0.0);
+    assert!(sine_error(&r.process(&x), 1_000.0, 16_001, 0.5, 0.0, 400) < 1e-4);
 }
 
 #[test]
@@ -261,14 +271,15 @@ proptest! {
 #[test]
 #[ignore = "timing, not a check: run in release mode by hand"]
 fn resampler_throughput() {
-    for from in [48_000u32, 44_100] {
+    // 44.1 kHz -> 16.001 kHz has 16001 phases: the kernel is evaluated per output sample.
+    for (from, to) in [(48_000u32, 16_000u32), (44_100, 16_000), (44_100, 16_001)] {
         let x = sine(440.0, from, 60 * from as usize, 0.5, 0.0);
-        let r = Resampler::new(from, 16_000).unwrap();
+        let r = Resampler::new(from, to).unwrap();
         let start = std::time::Instant::now();
         let y = r.process(&x);
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "{from} -> 16000: {} input samples in {:.3} s = {:.1} M input samples/s ({} threads), {} outputs",
+            "{from} -> {to}: {} input samples in {:.3} s = {:.1} M input samples/s ({} threads), {} outputs",
             x.len(),
             secs,
             x.len() as f64 / secs / 1e6,

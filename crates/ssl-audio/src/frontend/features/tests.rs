@@ -178,6 +178,23 @@ fn configs_deserialise_with_defaults() {
     assert_eq!(m, MfccConfig { n_mfcc: 13, ..Default::default() });
 }
 
+/// Log-mel throughput on 60 s of 16 kHz audio; run with
+/// `cargo test --release -p ssl-audio log_mel_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check: run in release mode by hand"]
+fn log_mel_throughput() {
+    let x = chirp(60 * 16_000);
+    let front_end = LogMel::new(LogMelConfig::default()).unwrap();
+    let start = std::time::Instant::now();
+    let features = front_end.compute(&x).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "log-mel of 60 s at 16 kHz: {:?} in {secs:.3} s ({:.0}x real time, one thread)",
+        features.dim(),
+        60.0 / secs
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
