@@ -3,6 +3,7 @@
 //! The method names, the default run and the run-directory layout are fixed by the project's
 //! command-line contract; see `ssl --help`.
 
+mod audio;
 mod run;
 mod synthetic;
 mod text;

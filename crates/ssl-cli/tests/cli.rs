@@ -115,7 +115,7 @@ fn bad_inputs_fail_clearly_and_leave_no_run_directory() {
     }
     let o = ssl(&["pretrain", "synthetic", "--config", "missing.toml", "--out", "r"], tmp.path());
     assert!(stderr(&o).contains("missing.toml"));
-    let o = ssl(&["pretrain", "wav2vec2", "--out", "r"], tmp.path());
+    let o = ssl(&["pretrain", "clip", "--out", "r"], tmp.path());
     assert!(stderr(&o).contains("not part of this build yet"), "{}", stderr(&o));
     let o = ssl(&["pretrain", "nonsense", "--out", "r"], tmp.path());
     assert!(stderr(&o).contains("unknown method"), "{}", stderr(&o));
