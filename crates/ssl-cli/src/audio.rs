@@ -258,21 +258,8 @@ fn default_config<M: AudioMethod>(embedded: bool) -> RunConfig<M> {
 
 fn resolve_config<M: AudioMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
     let embedded = args.data.is_none();
-    let mut cfg: RunConfig<M> = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config {}", path.display()))?;
-            let mut value = toml::Value::try_from(default_config::<M>(embedded))?;
-            let user: toml::Value = toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
-            crate::vision::merge(&mut value, user);
-            value.try_into().map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?
-        }
-        None => default_config::<M>(embedded),
-    };
-    if cfg.method != M::NAME {
-        bail!("config `method = \"{}\"` does not match the command's method `{}`", cfg.method, M::NAME);
-    }
+    let (mut cfg, _): (RunConfig<M>, _) =
+        run::config_over_defaults(args.config.as_deref(), default_config::<M>(embedded), M::NAME)?;
     if let Some(d) = &args.data {
         cfg.data.path = Some(d.clone());
     }

@@ -185,6 +185,51 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     text::generate_text(ck, args)
 }
 
+/// A run's config: `defaults`, with the TOML file at `path` (if any) merged over them table by
+/// table (a file only needs the fields it changes), and the file's own value (to tell what it
+/// set). The result's `method` must be `method`; errors name the file and the offending key.
+pub fn config_over_defaults<T: Serialize + DeserializeOwned>(
+    path: Option<&Path>,
+    defaults: T,
+    method: &str,
+) -> Result<(T, Option<toml::Value>)> {
+    let Some(path) = path else {
+        return Ok((defaults, None));
+    };
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    let mut value = toml::Value::try_from(defaults)?;
+    let user: toml::Value =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+    merge(&mut value, user.clone());
+    let found = value.get("method").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+    if found != method {
+        bail!("config `method = \"{found}\"` does not match the command's method `{method}`");
+    }
+    let cfg = value.try_into().map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+    Ok((cfg, Some(user)))
+}
+
+/// Overlays `user` on `base`: tables merge key by key, anything else replaces. A table whose
+/// `kind` differs from the base's (a tagged choice such as `model.mask`) replaces it whole:
+/// the other kind's fields do not apply.
+fn merge(base: &mut toml::Value, user: toml::Value) {
+    match (base, user) {
+        (toml::Value::Table(b), toml::Value::Table(u))
+            if u.get("kind").is_none() || u.get("kind") == b.get("kind") =>
+        {
+            for (k, v) in u {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
 /// Reads a TOML config file into `T`; errors name the file and the offending key.
 pub fn load_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
@@ -359,4 +404,27 @@ pub fn write_embeddings(
     fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     eprintln!("wrote {} embeddings of dimension {} to {}", z.size()[0], z.size()[1], output.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn merge_overlays_tables_and_replaces_a_table_of_another_kind() {
+        let mut base: toml::Value =
+            toml::from_str("a = 1\n[t]\nx = 1\ny = 2\n[m]\nkind = \"block\"\nsize = 0.5\n").expect("toml");
+        let user: toml::Value =
+            toml::from_str("[t]\ny = 3\n[m]\nkind = \"patches\"\nratio = 0.25\n").expect("toml");
+        merge(&mut base, user);
+        let want: toml::Value =
+            toml::from_str("a = 1\n[t]\nx = 1\ny = 3\n[m]\nkind = \"patches\"\nratio = 0.25\n")
+                .expect("toml");
+        assert_eq!(base, want);
+        let same_kind: toml::Value =
+            toml::from_str("[m]\nkind = \"patches\"\npatch_size = 4\n").expect("toml");
+        merge(&mut base, same_kind);
+        assert_eq!(base["m"]["ratio"].as_float(), Some(0.25));
+        assert_eq!(base["m"]["patch_size"].as_integer(), Some(4));
+    }
 }

@@ -228,24 +228,10 @@ fn default_config<M: VisionMethod>(embedded: bool) -> RunConfig<M> {
 
 fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
     let embedded = args.data.is_none();
-    let mut user_optimizer = false;
-    let mut cfg: RunConfig<M> = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config {}", path.display()))?;
-            // Fill what the file leaves out with the method's defaults, table by table.
-            let mut value = toml::Value::try_from(default_config::<M>(embedded))?;
-            let user: toml::Value = toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
-            user_optimizer = user.get("train").and_then(|t| t.get("optimizer")).is_some();
-            merge(&mut value, user);
-            value.try_into().map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?
-        }
-        None => default_config::<M>(embedded),
-    };
-    if cfg.method != M::NAME {
-        bail!("config `method = \"{}\"` does not match the command's method `{}`", cfg.method, M::NAME);
-    }
+    let (mut cfg, user): (RunConfig<M>, _) =
+        run::config_over_defaults(args.config.as_deref(), default_config::<M>(embedded), M::NAME)?;
+    let user_optimizer =
+        user.as_ref().and_then(|u| u.get("train")).and_then(|t| t.get("optimizer")).is_some();
     if let Some(d) = &args.data {
         cfg.data.folder = Some(d.clone());
     }
@@ -270,27 +256,6 @@ fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> 
         finetune.validate()?;
     }
     Ok(cfg)
-}
-
-/// Overlays `user` on `base`: tables merge key by key, anything else replaces. A table whose
-/// `kind` differs from the base's (a tagged choice such as `model.mask`) replaces it whole:
-/// the other kind's fields do not apply.
-pub(crate) fn merge(base: &mut toml::Value, user: toml::Value) {
-    match (base, user) {
-        (toml::Value::Table(b), toml::Value::Table(u))
-            if u.get("kind").is_none() || u.get("kind") == b.get("kind") =>
-        {
-            for (k, v) in u {
-                match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (slot, v) => *slot = v,
-    }
 }
 
 /// The training images.
@@ -622,27 +587,4 @@ pub fn embed<M: VisionMethod>(
     };
     let z = extract_features(objective.encoder(), &x, cfg.eval.batch_size, device)?;
     run::write_embeddings(&z, &y, files.as_deref(), output)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge;
-
-    #[test]
-    fn merge_overlays_tables_and_replaces_a_table_of_another_kind() {
-        let mut base: toml::Value =
-            toml::from_str("a = 1\n[t]\nx = 1\ny = 2\n[m]\nkind = \"block\"\nsize = 0.5\n").expect("toml");
-        let user: toml::Value =
-            toml::from_str("[t]\ny = 3\n[m]\nkind = \"patches\"\nratio = 0.25\n").expect("toml");
-        merge(&mut base, user);
-        let want: toml::Value =
-            toml::from_str("a = 1\n[t]\nx = 1\ny = 3\n[m]\nkind = \"patches\"\nratio = 0.25\n")
-                .expect("toml");
-        assert_eq!(base, want);
-        let same_kind: toml::Value =
-            toml::from_str("[m]\nkind = \"patches\"\npatch_size = 4\n").expect("toml");
-        merge(&mut base, same_kind);
-        assert_eq!(base["m"]["ratio"].as_float(), Some(0.25));
-        assert_eq!(base["m"]["patch_size"].as_integer(), Some(4));
-    }
 }
