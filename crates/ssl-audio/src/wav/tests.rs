@@ -264,6 +264,8 @@ proptest! {
         let back = read_wav(&path).unwrap().samples;
         prop_assert_eq!(back.len(), samples.len());
         for (a, b) in back.iter().zip(&samples) {
+            // 16-bit PCM stops at 32767 / 32768: values above it come back as that.
+            let b = b.min(32767.0 / 32768.0);
             prop_assert!((a - b).abs() <= 0.5 / 32768.0 + 1e-7, "{} vs {}", a, b);
         }
     }
