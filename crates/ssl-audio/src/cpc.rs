@@ -9,9 +9,16 @@
 //! the positive itself is masked out. The loss is the mean over every `(t, k)` with `t + k`
 //! inside the utterance.
 //!
-//! One implementation choice: for each `k` one pool of negatives is drawn per batch and shared
-//! by all its predictions (a matrix product instead of a gather per prediction), which keeps
-//! memory flat in the number of negatives.
+//! Where negatives come from is [`CpcConfig::negatives_from`]: the whole batch (the default,
+//! the paper's "mixed speaker" setting) or the prediction's own utterance (the paper's "current
+//! sequence only", Table 2, which scores about the same on phones: a future frame must then be
+//! told apart from other moments of the same recording, so clip-level constants such as the
+//! speaker, the channel or the noise floor do not solve the task).
+//!
+//! One implementation choice: for each `k` one pool of negatives is drawn per batch (per
+//! utterance with [`NegativeSource::Sequence`]) and shared by all its predictions (a matrix
+//! product instead of a gather per prediction), which keeps memory flat in the number of
+//! negatives.
 //!
 //! ```
 //! use ssl_audio::cpc::{Cpc, CpcConfig};
@@ -53,11 +60,30 @@ pub struct CpcConfig {
     pub steps: usize,
     /// Negatives per prediction (128).
     pub negatives: usize,
+    /// Where negatives are drawn from (`batch`).
+    pub negatives_from: NegativeSource,
+}
+
+/// Where CPC draws a prediction's negatives from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeSource {
+    /// Any real frame of the batch: other positions and other utterances.
+    #[default]
+    Batch,
+    /// Real frames of the prediction's own utterance only.
+    Sequence,
 }
 
 impl Default for CpcConfig {
     fn default() -> Self {
-        Self { conv: ConvConfig::cpc(), context_dim: 256, steps: 12, negatives: 128 }
+        Self {
+            conv: ConvConfig::cpc(),
+            context_dim: 256,
+            steps: 12,
+            negatives: 128,
+            negatives_from: NegativeSource::Batch,
+        }
     }
 }
 
@@ -74,6 +100,7 @@ impl CpcConfig {
             context_dim: 16,
             steps: 4,
             negatives: 8,
+            ..Self::default()
         }
     }
 
@@ -150,14 +177,18 @@ impl Cpc {
         let (b, t, ch) = (z.size()[0], z.size()[1], z.size()[2]);
         let device = z.device();
         let flat_z = z.reshape([b * t, ch]);
-        let real: Vec<i64> = Vec::<bool>::try_from(frames.reshape([-1]))
-            .map_err(|e| Error::invalid("frame mask", e.to_string()))?
-            .iter()
-            .enumerate()
-            .filter(|(_, &r)| r)
-            .map(|(i, _)| i as i64)
-            .collect();
-        if real.len() < 2 {
+        let frame_flags = Vec::<bool>::try_from(frames.reshape([-1]))
+            .map_err(|e| Error::invalid("frame mask", e.to_string()))?;
+        // Real frame indices into `flat_z`: one list for the batch, or one per utterance.
+        let pools: Vec<Vec<i64>> = match self.cfg.negatives_from {
+            NegativeSource::Batch => {
+                vec![(0..b * t).filter(|&i| frame_flags[i as usize]).collect()]
+            }
+            NegativeSource::Sequence => (0..b)
+                .map(|row| (row * t..(row + 1) * t).filter(|&i| frame_flags[i as usize]).collect())
+                .collect(),
+        };
+        if pools.iter().any(|p| p.len() < 2) {
             return Err(Error::invalid("cpc batch", "fewer than two real frames: use longer clips"));
         }
         let mut rng = rng_for(self.seed, "cpc-negatives", &[step, micro as u64]);
@@ -172,14 +203,26 @@ impl Cpc {
             let pred = c.narrow(1, 0, t - k).apply(w); // [B, T-k, C]
             let pos = z.narrow(1, k, t - k);
             let valid = frames.narrow(1, k, t - k).reshape([-1]);
-            let pred = pred.reshape([b * (t - k), ch]);
-            let pos_score = (&pred * pos.reshape([b * (t - k), ch])).sum_dim_intlist(-1, true, Kind::Float);
-            let pool: Vec<i64> = (0..n).map(|_| real[rng.gen_range(0..real.len())]).collect();
-            let pool = Tensor::from_slice(&pool).to_device(device);
-            let neg_score = pred.matmul(&flat_z.index_select(0, &pool).tr()); // [B(T-k), n]
+            let pos_score = (&pred * &pos).sum_dim_intlist(-1, false, Kind::Float).reshape([-1, 1]);
+            let mut pool = Vec::with_capacity(pools.len() * n as usize);
+            for p in &pools {
+                pool.extend((0..n).map(|_| p[rng.gen_range(0..p.len())]));
+            }
+            let pool = Tensor::from_slice(&pool).to_device(device).view([pools.len() as i64, n]);
+            // [B(T-k), n]: against one shared pool, or each utterance against its own.
+            let (neg_score, drawn) = if pools.len() == 1 {
+                let drawn = pool.view([1, n]);
+                (
+                    pred.reshape([b * (t - k), ch]).matmul(&flat_z.index_select(0, &drawn.view([-1])).tr()),
+                    drawn,
+                )
+            } else {
+                let negs = flat_z.index_select(0, &pool.view([-1])).view([b, n, ch]);
+                let drawn = pool.unsqueeze(1).expand([b, t - k, n], false).reshape([b * (t - k), n]);
+                (pred.bmm(&negs.transpose(1, 2)).reshape([b * (t - k), n]), drawn)
+            };
             let target_pos = positions.narrow(1, k, t - k).reshape([-1, 1]);
-            let neg_score =
-                neg_score.masked_fill(&pool.unsqueeze(0).eq_tensor(&target_pos), f64::NEG_INFINITY);
+            let neg_score = neg_score.masked_fill(&drawn.eq_tensor(&target_pos), f64::NEG_INFINITY);
             let logits =
                 Tensor::cat(&[pos_score, neg_score], 1).index(&[Some(valid.nonzero().squeeze_dim(1))]);
             let rows = logits.size()[0];
@@ -288,5 +331,27 @@ mod tests {
         let noisy = wave.where_self(&mask, &(Tensor::randn([2, 4000], (Kind::Float, Device::Cpu)) * 100.0));
         let b = cpc.loss(&AudioBatch { wave: noisy, mask }, 0, 0).unwrap();
         assert!((a.loss.double_value(&[]) - b.loss.double_value(&[])).abs() < 1e-4);
+    }
+
+    /// With per-utterance negatives the loss separates over utterances: swapping the second
+    /// clip between two batches moves the total by exactly the swapped clips' terms. With
+    /// batch-wide negatives clips score against each other and the identity fails.
+    #[test]
+    fn sequence_negatives_stay_inside_the_utterance() {
+        tch::manual_seed(3);
+        let clip = || Tensor::randn([1, 4000], (Kind::Float, Device::Cpu));
+        let (x, x2, y, y2) = (clip(), clip(), clip(), clip());
+        let gap = |from: NegativeSource| {
+            let cfg = CpcConfig { negatives_from: from, ..CpcConfig::tiny() };
+            let cpc = Cpc::new(&cfg, 7, Device::Cpu).unwrap();
+            let loss = |a: &Tensor, b: &Tensor| {
+                let wave = Tensor::cat(&[a, b], 0);
+                let batch = AudioBatch { mask: wave.ones_like().to_kind(Kind::Bool), wave };
+                cpc.loss(&batch, 0, 0).unwrap().loss.double_value(&[])
+            };
+            (loss(&x, &y) + loss(&x2, &y2) - loss(&x, &y2) - loss(&x2, &y)).abs()
+        };
+        assert!(gap(NegativeSource::Sequence) < 1e-5, "{}", gap(NegativeSource::Sequence));
+        assert!(gap(NegativeSource::Batch) > 1e-3, "{}", gap(NegativeSource::Batch));
     }
 }
