@@ -38,12 +38,22 @@ pub struct LossOutput {
     pub loss: Tensor,
     /// Named scalar metrics.
     pub metrics: Vec<(String, Tensor)>,
+    /// Whether the objective already back-propagated the loss itself (its gradients are in
+    /// the parameters' `.grad`), as an objective that splits a batch to save memory must
+    /// (CLIP's feature-cached accumulation). The trainer then skips `backward`.
+    pub backward_done: bool,
 }
 
 impl LossOutput {
     /// A loss without metrics.
     pub fn new(loss: Tensor) -> Self {
-        Self { loss, metrics: Vec::new() }
+        Self { loss, metrics: Vec::new(), backward_done: false }
+    }
+
+    /// A loss whose gradients the objective has already computed (see
+    /// [`backward_done`](Self::backward_done)); `loss` is for logging only.
+    pub fn backward_done(loss: Tensor) -> Self {
+        Self { loss: loss.detach(), metrics: Vec::new(), backward_done: true }
     }
 
     /// Adds a scalar metric (detached from the graph).

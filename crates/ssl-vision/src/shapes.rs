@@ -256,7 +256,7 @@ impl Placed {
     /// Whether the point `(x, y)` (pixels) is inside this copy of shape `class`.
     fn covers(&self, class: usize, x: f32, y: f32) -> bool {
         let (px, py) = ((x - self.cx) / self.radius, (y - self.cy) / self.radius);
-        inside(class, self.cos * px + self.sin * py, -self.sin * px + self.cos * py)
+        shape_covers(class, self.cos * px + self.sin * py, -self.sin * px + self.cos * py)
     }
 }
 
@@ -282,8 +282,16 @@ fn palette(config: &ShapesConfig) -> Vec<[f32; 3]> {
         .collect()
 }
 
-/// Whether point `(u, v)`, in the shape's unit frame, is inside shape `class`.
-fn inside(class: usize, u: f32, v: f32) -> bool {
+/// Whether the point `(u, v)`, in a shape's unit frame (centre at the origin, radius 1), is
+/// inside shape `class` (an index into [`CLASSES`]): the rasteriser other generated datasets
+/// (ssl-multimodal's captioned scenes) draw with.
+///
+/// ```
+/// use ssl_vision::shapes::shape_covers;
+/// assert!(shape_covers(0, 0.5, 0.5) && !shape_covers(0, 0.9, 0.9)); // disk
+/// assert!(shape_covers(1, 0.7, 0.7) && !shape_covers(4, 0.0, 0.0)); // square; ring has a hole
+/// ```
+pub fn shape_covers(class: usize, u: f32, v: f32) -> bool {
     let r = (u * u + v * v).sqrt();
     match class {
         0 => r <= 1.0,
@@ -343,7 +351,11 @@ mod tests {
             let n = 200;
             (0..n * n)
                 .filter(|i| {
-                    inside(c, (i % n) as f32 / n as f32 * 2.0 - 1.0, (i / n) as f32 / n as f32 * 2.0 - 1.0)
+                    shape_covers(
+                        c,
+                        (i % n) as f32 / n as f32 * 2.0 - 1.0,
+                        (i / n) as f32 / n as f32 * 2.0 - 1.0,
+                    )
                 })
                 .count()
         };

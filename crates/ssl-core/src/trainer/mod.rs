@@ -233,7 +233,18 @@ impl Trainer {
                     return Err(Error::NonFiniteLoss { step, loss });
                 }
                 window.loss_sum += loss / accum as f64;
-                if accum == 1 {
+                if out.backward_done {
+                    if accum > 1 {
+                        bar.abandon();
+                        return Err(Error::config(
+                            "train.accumulation_steps",
+                            format!(
+                                "`{}` accumulates gradients itself (its own micro-batches); set 1 here",
+                                objective.name()
+                            ),
+                        ));
+                    }
+                } else if accum == 1 {
                     out.loss.backward();
                 } else {
                     (&out.loss / accum as f64).backward();
