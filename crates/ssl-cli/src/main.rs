@@ -4,6 +4,7 @@
 //! command-line contract; see `ssl --help`.
 
 mod audio;
+mod clip;
 mod run;
 mod synthetic;
 mod text;
@@ -94,6 +95,16 @@ pub struct PretrainArgs {
     /// Labelled test split for the probes.
     #[arg(long, requires = "probe_train")]
     pub probe_test: Option<PathBuf>,
+    /// CLIP: a labelled image folder (one sub-folder per class, named by the class) to
+    /// classify zero-shot.
+    #[arg(long)]
+    pub zero_shot: Option<PathBuf>,
+    /// CLIP: a paired manifest (CSV/TSV/JSONL) to score image-text retrieval on.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// CLIP: a text file of prompt templates, one per line, `{}` standing for the class name.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
 }
 
 /// A checkpoint and the labelled data to score it on: the options `ssl evaluate` and
@@ -121,6 +132,16 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     /// The checkpoint and the labelled data.
     pub run: CheckpointArgs,
+    /// CLIP: a labelled image folder (one sub-folder per class, named by the class) to
+    /// classify zero-shot.
+    #[arg(long)]
+    pub zero_shot: Option<PathBuf>,
+    /// CLIP: a paired manifest (CSV/TSV/JSONL) to score image-text retrieval on.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// CLIP: a text file of prompt templates, one per line, `{}` standing for the class name.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
 }
 
 /// Options of `ssl finetune`. The run's `[finetune]` table (or the defaults) gives whatever
@@ -164,7 +185,7 @@ pub struct EmbedArgs {
     #[arg(long, alias = "out")]
     pub output: PathBuf,
     /// Inputs to embed: images (a folder, searched recursively) or text (a file or folder of
-    /// documents); default: the embedded held-out split.
+    /// documents; CLIP: a file of one text per line); default: the embedded held-out split.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// cpu, cuda, cuda:N or auto.

@@ -20,6 +20,7 @@ use ssl_vision::supervised::Supervised;
 
 use ssl_audio::cpc::Cpc;
 use ssl_audio::wav2vec2::Wav2Vec2;
+use ssl_multimodal::clip::Clip;
 use ssl_text::bert::Bert;
 use ssl_text::gpt::Gpt;
 
@@ -40,22 +41,16 @@ pub const METHODS: &[(&str, &str)] = &[
     (Gpt::NAME, Gpt::ABOUT),
     (Wav2Vec2::NAME, Wav2Vec2::ABOUT),
     (Cpc::NAME, Cpc::ABOUT),
+    (Clip::NAME, Clip::ABOUT),
     (
         "synthetic",
         "contrastive (NT-Xent) pretraining of an MLP on synthetic Gaussian clusters; a modality-free check",
     ),
 ];
 
-/// Method names fixed by the command-line contract that later modality crates provide.
-const PLANNED: &[&str] = &["clip"];
-
 fn unknown_method(name: &str) -> anyhow::Error {
     let available: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
-    if PLANNED.contains(&name) {
-        anyhow::anyhow!("method `{name}` is not part of this build yet; available: {}", available.join(", "))
-    } else {
-        anyhow::anyhow!("unknown method `{name}`; available: {}", available.join(", "))
-    }
+    anyhow::anyhow!("unknown method `{name}`; available: {}", available.join(", "))
 }
 
 /// Runs `$body` with `$m` the vision method named `$name`, or `$fallback` for any other name.
@@ -110,6 +105,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         n if n == Gpt::NAME => text::pretrain::<Gpt>(args),
         n if n == Wav2Vec2::NAME => audio::pretrain::<Wav2Vec2>(args),
         n if n == Cpc::NAME => audio::pretrain::<Cpc>(args),
+        n if n == Clip::NAME => crate::clip::pretrain(args),
         name => with_vision_method!(name, M => vision::pretrain::<M>(args), _ => Err(unknown_method(name))),
     }
 }
@@ -131,6 +127,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
         n if n == Gpt::NAME => text::evaluate::<Gpt>(ck, &args.run),
         n if n == Wav2Vec2::NAME => audio::evaluate::<Wav2Vec2>(ck, &args.run),
         n if n == Cpc::NAME => audio::evaluate::<Cpc>(ck, &args.run),
+        n if n == Clip::NAME => crate::clip::evaluate(ck, args),
         name => with_vision_method!(
             name,
             M => vision::evaluate::<M>(ck, device, train, test),
@@ -151,6 +148,9 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         n if n == Gpt::NAME => text::finetune::<Gpt>(ck, args),
         n if n == Wav2Vec2::NAME => audio::finetune::<Wav2Vec2>(ck, args),
         n if n == Cpc::NAME => audio::finetune::<Cpc>(ck, args),
+        n if n == Clip::NAME => {
+            bail!("fine-tuning a clip checkpoint is not supported yet; score it with `ssl evaluate --zero-shot DIR`")
+        }
         name => {
             with_vision_method!(name, M => vision::finetune::<M>(ck, args), _ => Err(unknown_method(name)))
         }
@@ -169,6 +169,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
         n if n == Gpt::NAME => text::embed::<Gpt>(ck, device, data, &args.output),
         n if n == Wav2Vec2::NAME => audio::embed::<Wav2Vec2>(ck, device, data, &args.output),
         n if n == Cpc::NAME => audio::embed::<Cpc>(ck, device, data, &args.output),
+        n if n == Clip::NAME => crate::clip::embed(ck, device, data, &args.output),
         name => with_vision_method!(
             name,
             M => vision::embed::<M>(ck, device, data, &args.output),

@@ -115,8 +115,6 @@ fn bad_inputs_fail_clearly_and_leave_no_run_directory() {
     }
     let o = ssl(&["pretrain", "synthetic", "--config", "missing.toml", "--out", "r"], tmp.path());
     assert!(stderr(&o).contains("missing.toml"));
-    let o = ssl(&["pretrain", "clip", "--out", "r"], tmp.path());
-    assert!(stderr(&o).contains("not part of this build yet"), "{}", stderr(&o));
     let o = ssl(&["pretrain", "nonsense", "--out", "r"], tmp.path());
     assert!(stderr(&o).contains("unknown method"), "{}", stderr(&o));
     let o = ssl(&["pretrain", "synthetic", "--device", "gpu", "--out", "r"], tmp.path());
