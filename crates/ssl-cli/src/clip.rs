@@ -473,8 +473,14 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut model, &loader)
         .context("training failed")?;
+    let skipped = match loader.dataset() {
+        Pairs::Files(f) => f.skipped().len(),
+        Pairs::Scenes(_) => 0,
+    };
     let mut summary = serde_json::json!({
         "method": Clip::NAME,
+        "training_pairs": loader.dataset().len(),
+        "skipped_pairs": skipped,
         "steps": report.steps,
         "samples_per_sec": report.samples_per_sec,
         "final_loss": report.final_loss,

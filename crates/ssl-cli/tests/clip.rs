@@ -28,6 +28,7 @@ test_pairs = 12
 zero_shot_per_class = 2
 [model]
 embed_dim = 8
+micro_batches = 2
 [model.image]
 kind = "vit"
 image_size = 16
@@ -154,6 +155,7 @@ fn a_manifest_trains_and_bad_pairs_are_named_without_a_run_directory() {
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("ok/summary.json")).unwrap()).unwrap();
     assert_eq!(s["eval"]["retrieval_pairs"].as_u64(), Some(10));
+    assert_eq!((s["training_pairs"].as_u64(), s["skipped_pairs"].as_u64()), (Some(10), Some(0)));
     assert!(s["eval"]["zero_shot_acc"].is_null());
 
     rows.push_str("img/missing.png,a lost picture\n");
@@ -163,6 +165,17 @@ fn a_manifest_trains_and_bad_pairs_are_named_without_a_run_directory() {
     let err = stderr(&o);
     assert!(err.contains("broken.csv:12") && err.contains("missing.png"), "{err}");
     assert!(!tmp.path().join("bad").exists());
+    // With skip_bad the broken pair is left out and counted.
+    std::fs::write(tmp.path().join("skip.toml"), format!("{TINY}[data.manifest]\nskip_bad = true\n"))
+        .unwrap();
+    let o = ssl(
+        &["pretrain", "clip", "--config", "skip.toml", "--data", "broken.csv", "--no-eval", "--out", "skip"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("skip/summary.json")).unwrap()).unwrap();
+    assert_eq!((s["training_pairs"].as_u64(), s["skipped_pairs"].as_u64()), (Some(10), Some(1)));
     std::fs::write(tmp.path().join("empty.jsonl"), "{\"image\": \"img/0.png\"}\n").unwrap();
     let o = ssl(&args("bad", "empty.jsonl"), tmp.path());
     assert!(stderr(&o).contains("missing field `caption`"), "{}", stderr(&o));
