@@ -390,15 +390,8 @@ pub fn pretrain<M: AudioMethod>(args: &PretrainArgs) -> Result<()> {
         RandomSampler::new(cfg.train.seed),
         loader_cfg,
     )?;
-    match (args.steps, args.epochs) {
-        (None, Some(epochs)) => cfg.train.steps = epochs * loader.batches_per_epoch(),
-        (None, None) if cfg.data.path.is_some() && args.config.is_none() => {
-            cfg.train.steps = 20 * loader.batches_per_epoch();
-            cfg.train.schedule.warmup_steps = cfg.train.steps * 8 / 100;
-        }
-        _ => {}
-    }
-    cfg.train.validate()?;
+    let user_data = cfg.data.path.is_some();
+    run::resolve_steps(args, &mut cfg.train, loader.batches_per_epoch(), user_data, 20, 8)?;
     let probe = if args.no_eval { None } else { probe_sets(&cfg.data)? };
     let mut objective = build(&cfg, device)?;
     let dir = run::prepare_run_dir(args)?;

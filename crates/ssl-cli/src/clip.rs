@@ -30,7 +30,7 @@ use ssl_vision::augment::Image;
 use ssl_vision::data::{FolderOptions, ImageFiles};
 
 use crate::run;
-use crate::PretrainArgs;
+use crate::{ClipEvalArgs, PretrainArgs};
 
 /// Steps of the default run on the embedded set (about 5 minutes on 2 CPU cores).
 const DEFAULT_STEPS: u64 = 500;
@@ -178,30 +178,20 @@ fn resolve_config(args: &PretrainArgs) -> Result<RunConfig> {
     if let Some(bs) = args.batch_size {
         cfg.data.batch_size = bs;
     }
-    apply_eval_flags(
-        &mut cfg.eval,
-        args.zero_shot.as_deref(),
-        args.pairs.as_deref(),
-        args.templates.as_deref(),
-    )?;
+    apply_eval_flags(&mut cfg.eval, &args.clip)?;
     run::apply_train_flags(args, &mut cfg.train)?;
     validate(&cfg)?;
     Ok(cfg)
 }
 
-fn apply_eval_flags(
-    eval: &mut EvalConfig,
-    zero_shot: Option<&Path>,
-    pairs: Option<&Path>,
-    templates: Option<&Path>,
-) -> Result<()> {
-    if let Some(z) = zero_shot {
-        eval.zero_shot = Some(z.to_path_buf());
+fn apply_eval_flags(eval: &mut EvalConfig, flags: &ClipEvalArgs) -> Result<()> {
+    if let Some(z) = &flags.zero_shot {
+        eval.zero_shot = Some(z.clone());
     }
-    if let Some(p) = pairs {
-        eval.pairs = Some(p.to_path_buf());
+    if let Some(p) = &flags.pairs {
+        eval.pairs = Some(p.clone());
     }
-    if let Some(t) = templates {
+    if let Some(t) = &flags.templates {
         let text =
             std::fs::read_to_string(t).with_context(|| format!("cannot read templates {}", t.display()))?;
         let lines: Vec<String> =
@@ -443,15 +433,8 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         RandomSampler::new(cfg.train.seed),
         loader_cfg,
     )?;
-    match (args.steps, args.epochs) {
-        (None, Some(epochs)) => cfg.train.steps = epochs * loader.batches_per_epoch(),
-        (None, None) if cfg.data.path.is_some() && args.config.is_none() => {
-            cfg.train.steps = 32 * loader.batches_per_epoch();
-            cfg.train.schedule.warmup_steps = cfg.train.steps / 10;
-        }
-        _ => {}
-    }
-    cfg.train.validate()?;
+    let user_data = cfg.data.path.is_some();
+    run::resolve_steps(args, &mut cfg.train, loader.batches_per_epoch(), user_data, 32, 10)?;
     let sets = if args.no_eval { None } else { Some(eval_sets(&cfg, &tok)?) };
     let mut model = build(&cfg, &tok, device)?;
     let dir = run::prepare_run_dir(args)?;
@@ -547,12 +530,7 @@ pub fn evaluate(ck: LoadedCheckpoint, args: &crate::EvaluateArgs) -> Result<()> 
     if args.run.probe_train.is_some() {
         bail!("clip is scored zero-shot: pass --zero-shot DIR (a labelled image folder) and/or --pairs FILE, not --probe-train/--probe-test");
     }
-    apply_eval_flags(
-        &mut cfg.eval,
-        args.zero_shot.as_deref(),
-        args.pairs.as_deref(),
-        args.templates.as_deref(),
-    )?;
+    apply_eval_flags(&mut cfg.eval, &args.clip)?;
     let sets = eval_sets(&cfg, &tok)?;
     if sets.zero_shot.is_none() && sets.pairs.is_none() {
         bail!("nothing to evaluate on: pass --zero-shot DIR and/or --pairs FILE");

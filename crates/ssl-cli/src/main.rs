@@ -95,6 +95,14 @@ pub struct PretrainArgs {
     /// Labelled test split for the probes.
     #[arg(long, requires = "probe_train")]
     pub probe_test: Option<PathBuf>,
+    #[command(flatten)]
+    /// CLIP's evaluation data.
+    pub clip: ClipEvalArgs,
+}
+
+/// What a CLIP model is scored on: the options `ssl pretrain clip` and `ssl evaluate` share.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClipEvalArgs {
     /// CLIP: a labelled image folder (one sub-folder per class, named by the class) to
     /// classify zero-shot.
     #[arg(long)]
@@ -132,16 +140,9 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     /// The checkpoint and the labelled data.
     pub run: CheckpointArgs,
-    /// CLIP: a labelled image folder (one sub-folder per class, named by the class) to
-    /// classify zero-shot.
-    #[arg(long)]
-    pub zero_shot: Option<PathBuf>,
-    /// CLIP: a paired manifest (CSV/TSV/JSONL) to score image-text retrieval on.
-    #[arg(long)]
-    pub pairs: Option<PathBuf>,
-    /// CLIP: a text file of prompt templates, one per line, `{}` standing for the class name.
-    #[arg(long)]
-    pub templates: Option<PathBuf>,
+    #[command(flatten)]
+    /// CLIP's evaluation data.
+    pub clip: ClipEvalArgs,
 }
 
 /// Options of `ssl finetune`. The run's `[finetune]` table (or the defaults) gives whatever

@@ -98,7 +98,18 @@ macro_rules! with_vision_method {
     };
 }
 
+/// Refuses CLIP's evaluation flags for any other method, rather than ignoring them.
+fn check_clip_flags(method: &str, flags: &crate::ClipEvalArgs) -> Result<()> {
+    if method != Clip::NAME
+        && (flags.zero_shot.is_some() || flags.pairs.is_some() || flags.templates.is_some())
+    {
+        bail!("--zero-shot, --pairs and --templates score clip models; `{method}` is probed with --probe-train/--probe-test");
+    }
+    Ok(())
+}
+
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
+    check_clip_flags(&args.method, &args.clip)?;
     match args.method.as_str() {
         "synthetic" => crate::synthetic::pretrain(args),
         n if n == Bert::NAME => text::pretrain::<Bert>(args),
@@ -119,6 +130,7 @@ fn checkpoint_method(path: &Path) -> Result<(ssl_core::checkpoint::LoadedCheckpo
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let (ck, method) = checkpoint_method(&args.run.checkpoint)?;
+    check_clip_flags(&method, &args.clip)?;
     let (train, test) = (args.run.probe_train.as_deref(), args.run.probe_test.as_deref());
     let device = args.run.device.as_deref();
     match method.as_str() {
@@ -329,6 +341,29 @@ pub fn apply_train_flags(args: &PretrainArgs, train: &mut ssl_core::trainer::Tra
         train.steps = steps;
     }
     train.schedule.warmup_steps = train.schedule.warmup_steps.min(train.steps);
+    Ok(())
+}
+
+/// Sets the step count from `--epochs`, or, on the user's own data with neither `--steps`,
+/// `--epochs` nor a config file, to the method's `default_epochs` with a warm-up of
+/// `warmup_percent` of the steps; then checks the trainer config.
+pub fn resolve_steps(
+    args: &PretrainArgs,
+    train: &mut ssl_core::trainer::TrainConfig,
+    batches_per_epoch: u64,
+    user_data: bool,
+    default_epochs: u64,
+    warmup_percent: u64,
+) -> Result<()> {
+    match (args.steps, args.epochs) {
+        (None, Some(epochs)) => train.steps = epochs * batches_per_epoch,
+        (None, None) if user_data && args.config.is_none() => {
+            train.steps = default_epochs * batches_per_epoch;
+            train.schedule.warmup_steps = train.steps * warmup_percent / 100;
+        }
+        _ => {}
+    }
+    train.validate()?;
     Ok(())
 }
 

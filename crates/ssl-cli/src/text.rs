@@ -562,15 +562,8 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
         RandomSampler::new(cfg.train.seed),
         loader_cfg,
     )?;
-    match (args.steps, args.epochs) {
-        (None, Some(epochs)) => cfg.train.steps = epochs * loader.batches_per_epoch(),
-        (None, None) if cfg.data.corpus.is_some() && args.config.is_none() => {
-            cfg.train.steps = 10 * loader.batches_per_epoch();
-            cfg.train.schedule.warmup_steps = cfg.train.steps / 10;
-        }
-        _ => {}
-    }
-    cfg.train.validate()?;
+    let user_data = cfg.data.corpus.is_some();
+    run::resolve_steps(args, &mut cfg.train, loader.batches_per_epoch(), user_data, 10, 10)?;
     let probe = if args.no_eval { None } else { probe_sets::<M>(&cfg.data, &tok)? };
     let mut objective = build(&cfg, device)?;
     let dir = run::prepare_run_dir(args)?;

@@ -309,15 +309,15 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
     let mut cfg = resolve_config::<M>(args)?;
     let device = run::resolve_device(None, cfg.train.device)?;
     let loader = loader(&mut cfg)?;
-    match (args.steps, args.epochs) {
-        (None, Some(epochs)) => cfg.train.steps = epochs * loader.batches_per_epoch(),
-        (None, None) if cfg.data.folder.is_some() && args.config.is_none() => {
-            cfg.train.steps = DEFAULT_FOLDER_EPOCHS * loader.batches_per_epoch();
-            cfg.train.schedule.warmup_steps = cfg.train.steps / 10;
-        }
-        _ => {}
-    }
-    cfg.train.validate()?;
+    let user_data = cfg.data.folder.is_some();
+    run::resolve_steps(
+        args,
+        &mut cfg.train,
+        loader.batches_per_epoch(),
+        user_data,
+        DEFAULT_FOLDER_EPOCHS,
+        10,
+    )?;
     let probe = if args.no_eval { None } else { Some(probe_sets(&cfg.data)?) };
     let mut objective = build(&cfg, device)?;
     let dir = run::prepare_run_dir(args)?;

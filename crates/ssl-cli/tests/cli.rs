@@ -115,6 +115,8 @@ fn bad_inputs_fail_clearly_and_leave_no_run_directory() {
     }
     let o = ssl(&["pretrain", "synthetic", "--config", "missing.toml", "--out", "r"], tmp.path());
     assert!(stderr(&o).contains("missing.toml"));
+    let o = ssl(&["pretrain", "synthetic", "--zero-shot", "zs", "--out", "r"], tmp.path());
+    assert!(stderr(&o).contains("--zero-shot, --pairs and --templates score clip"), "{}", stderr(&o));
     let o = ssl(&["pretrain", "nonsense", "--out", "r"], tmp.path());
     assert!(stderr(&o).contains("unknown method"), "{}", stderr(&o));
     let o = ssl(&["pretrain", "synthetic", "--device", "gpu", "--out", "r"], tmp.path());
