@@ -530,14 +530,42 @@ fn restore<M: AudioMethod>(ck: &LoadedCheckpoint, device: Option<&str>) -> Resul
     Ok((cfg, objective, device))
 }
 
-pub fn evaluate<M: AudioMethod>(ck: LoadedCheckpoint, args: &crate::CheckpointArgs) -> Result<()> {
+pub fn evaluate<M: AudioMethod>(ck: LoadedCheckpoint, eval_args: &crate::EvaluateArgs) -> Result<()> {
+    let args = &eval_args.run;
     let (mut cfg, objective, device) = restore::<M>(&ck, args.device.as_deref())?;
     cfg.data.use_probe_dirs(args.probe_train.as_deref(), args.probe_test.as_deref());
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR (one sub-folder of WAV files per class)");
     };
     let cfg = RunConfig::<M> { finetune: None, ..cfg };
-    let report = evaluation(&cfg, &objective, &sets, device)?;
+    let mut report = evaluation(&cfg, &objective, &sets, device)?;
+    if eval_args.budget.label_budget.is_some() {
+        let (tr, te) = (&sets.train, &sets.test);
+        let untrained = build(&cfg, device)?;
+        let bs = cfg.eval.batch_size;
+        let feats = |m: &M| -> Result<(Tensor, Tensor)> {
+            Ok((
+                extract_features(m.encoder(), &tr.inputs, bs, device)?,
+                extract_features(m.encoder(), &te.inputs, bs, device)?,
+            ))
+        };
+        let (ours, random) = (feats(&objective)?, feats(&untrained)?);
+        let features = [
+            ("pretrained", ours.0, ours.1),
+            ("random_init", random.0, random.1),
+            ("logmel", tr.logmel.shallow_clone(), te.logmel.shallow_clone()),
+        ];
+        if let Some(rows) = run::label_efficiency(
+            &eval_args.budget,
+            &features,
+            &tr.labels,
+            &te.labels,
+            &cfg.eval.linear_probe,
+            device,
+        )? {
+            report["label_efficiency"] = rows;
+        }
+    }
     let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

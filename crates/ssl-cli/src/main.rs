@@ -115,6 +115,18 @@ pub struct ClipEvalArgs {
     pub templates: Option<PathBuf>,
 }
 
+/// A label-efficiency curve: linear probes on stratified labelled subsets.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LabelBudgetArgs {
+    /// Labelled examples per class to probe with, comma-separated: counts (`1,5,10,50,all`) or
+    /// percentages of the train split (`1%,10%`); adds `eval.label_efficiency`.
+    #[arg(long)]
+    pub label_budget: Option<String>,
+    /// Subsets drawn (and probes trained) per budget.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+}
+
 /// A checkpoint and the labelled data to score it on: the options `ssl evaluate` and
 /// `ssl finetune` share.
 #[derive(Args, Debug, Clone)]
@@ -140,6 +152,9 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     /// The checkpoint and the labelled data.
     pub run: CheckpointArgs,
+    #[command(flatten)]
+    /// The label-efficiency curve.
+    pub budget: LabelBudgetArgs,
     #[command(flatten)]
     /// CLIP's evaluation data.
     pub clip: ClipEvalArgs,

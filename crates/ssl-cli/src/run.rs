@@ -131,18 +131,23 @@ fn checkpoint_method(path: &Path) -> Result<(ssl_core::checkpoint::LoadedCheckpo
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let (ck, method) = checkpoint_method(&args.run.checkpoint)?;
     check_clip_flags(&method, &args.clip)?;
+    if args.budget.label_budget.is_some() && (method == Clip::NAME || method == "synthetic") {
+        bail!(
+            "--label-budget probes labelled images, text or audio; `{method}` checkpoints have no such probe"
+        );
+    }
     let (train, test) = (args.run.probe_train.as_deref(), args.run.probe_test.as_deref());
     let device = args.run.device.as_deref();
     match method.as_str() {
         "synthetic" => crate::synthetic::evaluate(ck, device),
-        n if n == Bert::NAME => text::evaluate::<Bert>(ck, &args.run),
-        n if n == Gpt::NAME => text::evaluate::<Gpt>(ck, &args.run),
-        n if n == Wav2Vec2::NAME => audio::evaluate::<Wav2Vec2>(ck, &args.run),
-        n if n == Cpc::NAME => audio::evaluate::<Cpc>(ck, &args.run),
+        n if n == Bert::NAME => text::evaluate::<Bert>(ck, args),
+        n if n == Gpt::NAME => text::evaluate::<Gpt>(ck, args),
+        n if n == Wav2Vec2::NAME => audio::evaluate::<Wav2Vec2>(ck, args),
+        n if n == Cpc::NAME => audio::evaluate::<Cpc>(ck, args),
         n if n == Clip::NAME => crate::clip::evaluate(ck, args),
         name => with_vision_method!(
             name,
-            M => vision::evaluate::<M>(ck, device, train, test),
+            M => vision::evaluate::<M>(ck, device, train, test, &args.budget),
             _ => Err(unknown_method(name))
         ),
     }
@@ -365,6 +370,58 @@ pub fn resolve_steps(
     }
     train.validate()?;
     Ok(())
+}
+
+/// `--label-budget`: linear probes on stratified subsets of the train split for each set of
+/// `features` (`(name, train [N, D], test [M, D])`; the first is the encoder's, the others its
+/// baselines), as `eval.label_efficiency` rows (`budget`, `labels_per_class`, `seeds`,
+/// `mean_acc`, `std_acc`, `accs`, and `baseline`: each other set's `mean_acc` and `std_acc`),
+/// with a table on stderr. `None` without the flag.
+pub fn label_efficiency(
+    args: &crate::LabelBudgetArgs,
+    features: &[(&str, ssl_core::tch::Tensor, ssl_core::tch::Tensor)],
+    train_y: &ssl_core::tch::Tensor,
+    test_y: &ssl_core::tch::Tensor,
+    probe: &ssl_core::eval::LinearProbeConfig,
+    device: ssl_core::tch::Device,
+) -> Result<Option<serde_json::Value>> {
+    use ssl_core::eval::label_efficiency::{label_curve, parse_budgets, LabelCurveConfig};
+    let Some(list) = &args.label_budget else {
+        return Ok(None);
+    };
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let cfg = LabelCurveConfig { budgets: parse_budgets(list)?, seeds: args.seeds, probe: probe.clone() };
+    let budgets = &cfg.budgets;
+    let mut curves = Vec::with_capacity(features.len());
+    for (name, train, test) in features {
+        eprintln!(
+            "label efficiency: probing {name} features at {} budgets x {} seeds",
+            budgets.len(),
+            args.seeds
+        );
+        curves.push(label_curve(train, train_y, test, test_y, &cfg, device)?);
+    }
+    let mut rows = Vec::with_capacity(budgets.len());
+    let header: Vec<String> = features.iter().map(|f| format!("{:>17}", f.0)).collect();
+    eprintln!("{:>8} {:>12} {}", "budget", "labels/class", header.join(" "));
+    for (i, own) in curves[0].iter().enumerate() {
+        let mut row = serde_json::to_value(own)?;
+        let mut baseline = serde_json::Map::new();
+        for (f, curve) in features.iter().zip(&curves).skip(1) {
+            baseline.insert(
+                f.0.to_string(),
+                serde_json::json!({ "mean_acc": curve[i].mean_acc, "std_acc": curve[i].std_acc }),
+            );
+        }
+        row["baseline"] = serde_json::Value::Object(baseline);
+        rows.push(row);
+        let cells: Vec<String> =
+            curves.iter().map(|c| format!("{:>9.3} ± {:.3}", c[i].mean_acc, c[i].std_acc)).collect();
+        eprintln!("{:>8} {:>12.1} {}", own.budget, own.labels_per_class, cells.join(" "));
+    }
+    Ok(Some(serde_json::Value::Array(rows)))
 }
 
 /// The `eval` object of `summary.json`: the trained encoder's probes, the untrained encoder's

@@ -665,6 +665,15 @@ fn evaluation<M: TextMethod>(
     Ok(summary)
 }
 
+/// Term frequencies of token ids `[N, T]` over a vocabulary of `vocab`, padding left out:
+/// `[N, vocab]`, each row summing to 1 (the bag-of-words baseline).
+fn bag_of_words(ids: &Tensor, vocab: i64, pad: i64) -> Tensor {
+    let real = ids.ne(pad).to_kind(ssl_core::tch::Kind::Float);
+    let counts = Tensor::zeros([ids.size()[0], vocab], (ssl_core::tch::Kind::Float, ids.device()))
+        .scatter_add(1, &ids.clamp(0, vocab - 1), &real);
+    &counts / counts.sum_dim_intlist(1, true, ssl_core::tch::Kind::Float).clamp_min(1.0)
+}
+
 fn probe_summary(ours: &ProbeSummary, random: &ProbeSummary) -> serde_json::Value {
     serde_json::json!({
         "linear_probe_acc": ours.linear_probe_acc,
@@ -746,14 +755,39 @@ fn restore<M: TextMethod>(
     Ok((cfg, objective, tok, device))
 }
 
-pub fn evaluate<M: TextMethod>(ck: LoadedCheckpoint, args: &crate::CheckpointArgs) -> Result<()> {
+pub fn evaluate<M: TextMethod>(ck: LoadedCheckpoint, eval_args: &crate::EvaluateArgs) -> Result<()> {
+    let args = &eval_args.run;
     let (mut cfg, objective, tok, device) = restore::<M>(&ck, args.device.as_deref())?;
     cfg.data.use_probe_files(args.probe_train.as_deref(), args.probe_test.as_deref());
     let Some(sets) = probe_sets::<M>(&cfg.data, &tok)? else {
         bail!("no labelled data to probe on: pass --probe-train FILE --probe-test FILE (JSONL)");
     };
     let cfg = RunConfig::<M> { finetune: None, ..cfg };
-    let report = evaluation(&cfg, &objective, &sets, device)?;
+    let mut report = evaluation(&cfg, &objective, &sets, device)?;
+    if eval_args.budget.label_budget.is_some() {
+        let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
+        let untrained = build(&cfg, device)?;
+        let bs = cfg.eval.batch_size;
+        let feats = |m: &M| -> Result<(Tensor, Tensor)> {
+            Ok((
+                extract_features(m.encoder(), tx, bs, device)?,
+                extract_features(m.encoder(), vx, bs, device)?,
+            ))
+        };
+        let (ours, random) = (feats(&objective)?, feats(&untrained)?);
+        let vocab = tok.vocab_size() as i64;
+        let pad = i64::from(tok.specials().pad);
+        let features = [
+            ("pretrained", ours.0, ours.1),
+            ("random_init", random.0, random.1),
+            ("bag_of_words", bag_of_words(tx, vocab, pad), bag_of_words(vx, vocab, pad)),
+        ];
+        if let Some(rows) =
+            run::label_efficiency(&eval_args.budget, &features, ty, vy, &cfg.eval.linear_probe, device)?
+        {
+            report["label_efficiency"] = rows;
+        }
+    }
     let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

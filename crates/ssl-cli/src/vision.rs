@@ -528,13 +528,35 @@ pub fn evaluate<M: VisionMethod>(
     device: Option<&str>,
     probe_train: Option<&Path>,
     probe_test: Option<&Path>,
+    budget: &crate::LabelBudgetArgs,
 ) -> Result<()> {
     let (mut cfg, objective, device) = restore::<M>(&ck, device)?;
     cfg.data.use_probe_folders(probe_train, probe_test);
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR");
     };
-    let report = evaluation(&cfg, &objective, &sets, device)?;
+    let mut report = evaluation(&cfg, &objective, &sets, device)?;
+    if budget.label_budget.is_some() {
+        let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
+        let untrained = build(&cfg, device)?;
+        let bs = cfg.eval.batch_size;
+        let feats = |m: &M| -> Result<(Tensor, Tensor)> {
+            Ok((
+                extract_features(m.encoder(), tx, bs, device)?,
+                extract_features(m.encoder(), vx, bs, device)?,
+            ))
+        };
+        let (ours, random) = (feats(&objective)?, feats(&untrained)?);
+        let features = [
+            ("pretrained", ours.0, ours.1),
+            ("random_init", random.0, random.1),
+            ("raw_input", tx.flatten(1, -1), vx.flatten(1, -1)),
+        ];
+        if let Some(rows) = run::label_efficiency(budget, &features, ty, vy, &cfg.eval.linear_probe, device)?
+        {
+            report["label_efficiency"] = rows;
+        }
+    }
     let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

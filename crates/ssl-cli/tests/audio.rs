@@ -99,10 +99,13 @@ fn cpc_runs_end_to_end_and_its_checkpoint_evaluates_fine_tunes_and_embeds() {
     }
     let metrics = std::fs::read_to_string(tmp.path().join("cpc/metrics.jsonl")).unwrap();
     assert!(metrics.lines().count() >= 2 && metrics.contains("\"accuracy\""), "{metrics}");
-    let o = ssl(&["evaluate", "--checkpoint", "cpc"], tmp.path());
+    let o = ssl(&["evaluate", "--checkpoint", "cpc", "--label-budget", "1,all", "--seeds", "2"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(report["eval"]["logmel_linear_probe_acc"].as_f64().is_some(), "{report}");
+    let rows = report["eval"]["label_efficiency"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["baseline"]["logmel"]["mean_acc"].is_number(), "{report}");
     let o = ssl(&["finetune", "--checkpoint", "cpc", "--epochs", "1", "--baseline"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let o = ssl(&["embed", "--checkpoint", "cpc", "--output", "z.safetensors"], tmp.path());

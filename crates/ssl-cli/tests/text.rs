@@ -128,10 +128,13 @@ fn bert_runs_end_to_end_and_its_checkpoint_evaluates_fine_tunes_and_embeds() {
     for key in ["masked_accuracy", "unigram_masked_accuracy", "linear_probe_acc", "finetune_acc"] {
         assert!(s["eval"][key].as_f64().is_some(), "eval.{key} missing: {s}");
     }
-    let o = ssl(&["evaluate", "--checkpoint", "bert"], tmp.path());
+    let o = ssl(&["evaluate", "--checkpoint", "bert", "--label-budget", "2,all"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(report["eval"]["linear_probe_acc"].as_f64().is_some());
+    let rows = report["eval"]["label_efficiency"].as_array().unwrap();
+    assert_eq!(rows[0]["seeds"].as_u64(), Some(3));
+    assert!(rows[1]["baseline"]["bag_of_words"]["mean_acc"].is_number(), "{report}");
     let o = ssl(&["finetune", "--checkpoint", "bert", "--epochs", "1"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let o = ssl(&["embed", "--checkpoint", "bert", "--output", "z.safetensors"], tmp.path());

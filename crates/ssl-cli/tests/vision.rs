@@ -208,6 +208,29 @@ fn a_run_resumes_evaluates_and_embeds() {
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["step"], 9);
+    // A label-efficiency curve: one row per budget, each beside its baselines.
+    let o =
+        ssl(&["eval", "--checkpoint", "run", "--label-budget", "1,2,50%,all", "--seeds", "2"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = report["eval"]["label_efficiency"].as_array().unwrap();
+    let budgets: Vec<&str> = rows.iter().map(|r| r["budget"].as_str().unwrap()).collect();
+    assert_eq!(budgets, ["1", "2", "50%", "all"]);
+    let seeds: Vec<u64> = rows.iter().map(|r| r["seeds"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [2, 2, 2, 1]);
+    assert_eq!(rows[0]["labels_per_class"].as_f64(), Some(1.0));
+    for r in rows {
+        for k in ["mean_acc", "std_acc"] {
+            assert!((0.0..=1.0).contains(&r[k].as_f64().unwrap()), "{r}");
+            assert!(
+                r["baseline"]["random_init"][k].is_number() && r["baseline"]["raw_input"][k].is_number(),
+                "{r}"
+            );
+        }
+    }
+    assert!(stderr(&o).contains("labels/class"), "{}", stderr(&o));
+    let o = ssl(&["eval", "--checkpoint", "run", "--label-budget", "0"], tmp.path());
+    assert!(!o.status.success() && stderr(&o).contains("--label-budget"), "{}", stderr(&o));
     let o = ssl(&["embed", "--checkpoint", "run", "--output", "emb.safetensors"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let t = ssl_core::tch::Tensor::read_safetensors(tmp.path().join("emb.safetensors")).unwrap();

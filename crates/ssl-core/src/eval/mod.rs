@@ -11,6 +11,7 @@
 //! | [`linear_probe`] | a softmax-regression head on frozen, standardised features | the linear evaluation protocol of SimCLR / MoCo |
 //! | [`knn_classify`] | cosine-similarity weighted k-nearest neighbours | Wu et al. 2018 (InstDisc), DINO's `eval_knn.py` |
 //! | [`finetune`] | encoder and a linear head trained end to end | the fine-tuning protocol of SimCLR / MAE |
+//! | [`label_efficiency`] | linear probes on stratified labelled subsets (labels per class, percentages), several seeds | the semi-supervised protocols of SimCLR / BYOL (1% and 10% of ImageNet labels) |
 //!
 //! All randomness is seeded from the `seed` field of the configs, so on CPU the same inputs and
 //! config give bit-identical reports. Every report is a small serde struct meant to be written
@@ -36,6 +37,7 @@
 mod features;
 mod finetune;
 mod knn;
+pub mod label_efficiency;
 mod linear_probe;
 mod suite;
 mod train_util;
