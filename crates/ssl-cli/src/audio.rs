@@ -557,6 +557,7 @@ pub fn evaluate<M: AudioMethod>(ck: LoadedCheckpoint, eval_args: &crate::Evaluat
         ];
         if let Some(rows) = run::label_efficiency(
             &eval_args.budget,
+            &run::run_dir_of(&ck.path),
             &features,
             &tr.labels,
             &te.labels,

@@ -5,6 +5,7 @@
 
 mod audio;
 mod clip;
+mod plot;
 mod run;
 mod synthetic;
 mod text;

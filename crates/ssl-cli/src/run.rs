@@ -376,9 +376,12 @@ pub fn resolve_steps(
 /// `features` (`(name, train [N, D], test [M, D])`; the first is the encoder's, the others its
 /// baselines), as `eval.label_efficiency` rows (`budget`, `labels_per_class`, `seeds`,
 /// `mean_acc`, `std_acc`, `accs`, and `baseline`: each other set's `mean_acc` and `std_acc`),
-/// with a table on stderr. `None` without the flag.
+/// with a table on stderr and a PNG plot (accuracy against labels per class, log x axis, one
+/// line per set of features) written as `label_efficiency.png` in `plot_dir`. `None` without
+/// the flag.
 pub fn label_efficiency(
     args: &crate::LabelBudgetArgs,
+    plot_dir: &Path,
     features: &[(&str, ssl_core::tch::Tensor, ssl_core::tch::Tensor)],
     train_y: &ssl_core::tch::Tensor,
     test_y: &ssl_core::tch::Tensor,
@@ -421,7 +424,37 @@ pub fn label_efficiency(
             curves.iter().map(|c| format!("{:>9.3} ± {:.3}", c[i].mean_acc, c[i].std_acc)).collect();
         eprintln!("{:>8} {:>12.1} {}", own.budget, own.labels_per_class, cells.join(" "));
     }
+    let series: Vec<crate::plot::Series> = features
+        .iter()
+        .zip(&curves)
+        .map(|(f, c)| crate::plot::Series {
+            name: f.0.to_string(),
+            points: c.iter().map(|r| (r.labels_per_class, r.mean_acc)).collect(),
+            errors: Some(c.iter().map(|r| r.std_acc).collect()),
+        })
+        .collect();
+    let chart = crate::plot::Chart {
+        title: "label efficiency",
+        x_label: "labelled examples per class",
+        y_label: "test accuracy (linear probe)",
+        log_x: true,
+        y_range: (0.0, 1.0),
+    };
+    let png = plot_dir.join("label_efficiency.png");
+    crate::plot::line_chart(&png, &chart, &series)?;
+    eprintln!("label-efficiency plot: {}", png.display());
     Ok(Some(serde_json::Value::Array(rows)))
+}
+
+/// The run directory a checkpoint folder belongs to (`<run>/checkpoints/step-N`), or the
+/// folder itself for a checkpoint kept elsewhere.
+pub fn run_dir_of(checkpoint: &Path) -> PathBuf {
+    match checkpoint.parent() {
+        Some(p) if p.file_name().is_some_and(|n| n == "checkpoints") => {
+            p.parent().map_or_else(|| checkpoint.to_path_buf(), Path::to_path_buf)
+        }
+        _ => checkpoint.to_path_buf(),
+    }
 }
 
 /// The `eval` object of `summary.json`: the trained encoder's probes, the untrained encoder's

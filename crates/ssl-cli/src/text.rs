@@ -782,9 +782,15 @@ pub fn evaluate<M: TextMethod>(ck: LoadedCheckpoint, eval_args: &crate::Evaluate
             ("random_init", random.0, random.1),
             ("bag_of_words", bag_of_words(tx, vocab, pad), bag_of_words(vx, vocab, pad)),
         ];
-        if let Some(rows) =
-            run::label_efficiency(&eval_args.budget, &features, ty, vy, &cfg.eval.linear_probe, device)?
-        {
+        if let Some(rows) = run::label_efficiency(
+            &eval_args.budget,
+            &run::run_dir_of(&ck.path),
+            &features,
+            ty,
+            vy,
+            &cfg.eval.linear_probe,
+            device,
+        )? {
             report["label_efficiency"] = rows;
         }
     }

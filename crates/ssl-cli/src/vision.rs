@@ -552,8 +552,15 @@ pub fn evaluate<M: VisionMethod>(
             ("random_init", random.0, random.1),
             ("raw_input", tx.flatten(1, -1), vx.flatten(1, -1)),
         ];
-        if let Some(rows) = run::label_efficiency(budget, &features, ty, vy, &cfg.eval.linear_probe, device)?
-        {
+        if let Some(rows) = run::label_efficiency(
+            budget,
+            &run::run_dir_of(&ck.path),
+            &features,
+            ty,
+            vy,
+            &cfg.eval.linear_probe,
+            device,
+        )? {
             report["label_efficiency"] = rows;
         }
     }

@@ -229,6 +229,8 @@ fn a_run_resumes_evaluates_and_embeds() {
         }
     }
     assert!(stderr(&o).contains("labels/class"), "{}", stderr(&o));
+    let png = image::open(tmp.path().join("run/label_efficiency.png")).unwrap();
+    assert!(png.width() > 100 && png.height() > 100);
     let o = ssl(&["eval", "--checkpoint", "run", "--label-budget", "0"], tmp.path());
     assert!(!o.status.success() && stderr(&o).contains("--label-budget"), "{}", stderr(&o));
     let o = ssl(&["embed", "--checkpoint", "run", "--output", "emb.safetensors"], tmp.path());
