@@ -2,8 +2,8 @@
 //!
 //! For each [`LabelBudget`] (labels per class, a percentage of the train split, or all of it)
 //! and each of several seeds, a stratified subset of the train split is drawn
-//! ([`stratified_subset`]), a linear probe is trained on its features and scored on the whole
-//! test split; the rows give mean and spread over the seeds, for each set of features (the
+//! ([`stratified_subset`]), a linear probe is trained on its features (standardised with the
+//! statistics of the whole train split, which need no labels) and scored on the whole test split; the rows give mean and spread over the seeds, for each set of features (the
 //! pretrained encoder's, the untrained encoder's, the raw inputs'). Only train-split indices
 //! are ever drawn: the test split is never used for training.
 //!
@@ -26,7 +26,8 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::linear_probe::{linear_probe, LinearProbeConfig};
+use super::features::Standardizer;
+use super::linear_probe::{linear_probe_scaled, LinearProbeConfig};
 use crate::error::{Error, Result};
 use crate::rng::rng_for;
 
@@ -151,6 +152,9 @@ pub fn label_curve(
     let labels = Vec::<i64>::try_from(train_y.to_device(Device::Cpu))
         .map_err(|e| Error::invalid("train labels", e.to_string()))?;
     let classes = labels.iter().collect::<std::collections::BTreeSet<_>>().len().max(1);
+    // Standardisation statistics from the whole train split: its features are known without
+    // labels, and a handful of labelled rows would estimate them poorly.
+    let scaler = Standardizer::fit(train)?;
     let mut rows = Vec::with_capacity(budgets.len());
     for &budget in budgets {
         let runs = if budget == LabelBudget::All { 1 } else { seeds };
@@ -165,7 +169,7 @@ pub fn label_curve(
                 train_y.index_select(0, &idx.to_device(train_y.device())),
             );
             let cfg = LinearProbeConfig { seed: probe.seed.wrapping_add(seed as u64), ..probe.clone() };
-            accs.push(linear_probe(&x, &y, test, test_y, &cfg, device)?.top1);
+            accs.push(linear_probe_scaled(&x, &y, test, test_y, &scaler, &cfg, device)?.top1);
         }
         let mean = accs.iter().sum::<f64>() / accs.len() as f64;
         let var = accs.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / accs.len() as f64;

@@ -116,6 +116,24 @@ pub fn linear_probe(
 ) -> Result<LinearProbeReport> {
     cfg.validate()?;
     validate_labelled(train_x, train_y, "probe train split")?;
+    let scaler = Standardizer::fit(train_x)?;
+    linear_probe_scaled(train_x, train_y, test_x, test_y, &scaler, cfg, device)
+}
+
+/// [`linear_probe`] with the standardisation statistics given: for probes trained on a few
+/// labelled examples of a larger unlabelled set (label-efficiency curves), whose feature
+/// statistics are better estimated on the whole unlabelled set than on the labelled few.
+pub fn linear_probe_scaled(
+    train_x: &Tensor,
+    train_y: &Tensor,
+    test_x: &Tensor,
+    test_y: &Tensor,
+    scaler: &Standardizer,
+    cfg: &LinearProbeConfig,
+    device: Device,
+) -> Result<LinearProbeReport> {
+    cfg.validate()?;
+    validate_labelled(train_x, train_y, "probe train split")?;
     validate_labelled(test_x, test_y, "probe test split")?;
     let d = train_x.size()[1];
     if test_x.size()[1] != d {
@@ -124,7 +142,6 @@ pub fn linear_probe(
     let c = num_classes(train_y, test_y)?;
     let (n_train, n_test) = (rows(train_x), rows(test_x));
 
-    let scaler = Standardizer::fit(train_x)?;
     let prep = |x: &Tensor| scaler.apply(x).to_kind(Kind::Float).to_device(device).detach();
     let (xtr, xte) = (prep(train_x), prep(test_x));
     let (ytr, yte) = (train_y.to_device(device), test_y.to_device(device));

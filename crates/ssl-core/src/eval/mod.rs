@@ -48,7 +48,7 @@ mod testutil;
 pub use features::{extract_features, validate_labelled, Standardizer};
 pub use finetune::{finetune, FinetuneConfig, FinetuneReport};
 pub use knn::{knn_classify, KnnConfig, KnnReport, KnnResult};
-pub use linear_probe::{linear_probe, LinearProbeConfig, LinearProbeReport};
+pub use linear_probe::{linear_probe, linear_probe_scaled, LinearProbeConfig, LinearProbeReport};
 pub use suite::{probe_encoder, probe_features, EvalConfig, ProbeSummary};
 
 use tch::{Kind, Tensor};
