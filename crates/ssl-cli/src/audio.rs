@@ -542,28 +542,14 @@ pub fn evaluate<M: AudioMethod>(ck: LoadedCheckpoint, eval_args: &crate::Evaluat
     if eval_args.budget.label_budget.is_some() {
         let (tr, te) = (&sets.train, &sets.test);
         let untrained = build(&cfg, device)?;
-        let bs = cfg.eval.batch_size;
-        let feats = |m: &M| -> Result<(Tensor, Tensor)> {
-            Ok((
-                extract_features(m.encoder(), &tr.inputs, bs, device)?,
-                extract_features(m.encoder(), &te.inputs, bs, device)?,
-            ))
+        let inputs = run::LabelInputs {
+            trained: objective.encoder(),
+            untrained: untrained.encoder(),
+            train: (&tr.inputs, &tr.labels),
+            test: (&te.inputs, &te.labels),
+            raw: ("logmel", tr.logmel.shallow_clone(), te.logmel.shallow_clone()),
         };
-        let (ours, random) = (feats(&objective)?, feats(&untrained)?);
-        let features = [
-            ("pretrained", ours.0, ours.1),
-            ("random_init", random.0, random.1),
-            ("logmel", tr.logmel.shallow_clone(), te.logmel.shallow_clone()),
-        ];
-        if let Some(rows) = run::label_efficiency(
-            &eval_args.budget,
-            &run::run_dir_of(&ck.path),
-            &features,
-            &tr.labels,
-            &te.labels,
-            &cfg.eval.linear_probe,
-            device,
-        )? {
+        if let Some(rows) = run::label_efficiency(&eval_args.budget, &ck.path, inputs, &cfg.eval, device)? {
             report["label_efficiency"] = rows;
         }
     }

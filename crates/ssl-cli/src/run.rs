@@ -372,20 +372,32 @@ pub fn resolve_steps(
     Ok(())
 }
 
-/// `--label-budget`: linear probes on stratified subsets of the train split for each set of
-/// `features` (`(name, train [N, D], test [M, D])`; the first is the encoder's, the others its
-/// baselines), as `eval.label_efficiency` rows (`budget`, `labels_per_class`, `seeds`,
-/// `mean_acc`, `std_acc`, `accs`, and `baseline`: each other set's `mean_acc` and `std_acc`),
-/// with a table on stderr and a PNG plot (accuracy against labels per class, log x axis, one
-/// line per set of features) written as `label_efficiency.png` in `plot_dir`. `None` without
-/// the flag.
+/// What a label-efficiency curve probes: the trained and the untrained encoder on the
+/// labelled inputs, and the modality's raw features (`(name, train [N, D], test [M, D])`).
+pub struct LabelInputs<'a> {
+    /// The pretrained encoder.
+    pub trained: &'a dyn ssl_core::Encoder,
+    /// The same encoder untrained.
+    pub untrained: &'a dyn ssl_core::Encoder,
+    /// Labelled training inputs and labels.
+    pub train: (&'a ssl_core::tch::Tensor, &'a ssl_core::tch::Tensor),
+    /// Labelled test inputs and labels.
+    pub test: (&'a ssl_core::tch::Tensor, &'a ssl_core::tch::Tensor),
+    /// The raw-feature baseline.
+    pub raw: (&'a str, ssl_core::tch::Tensor, ssl_core::tch::Tensor),
+}
+
+/// `--label-budget`: linear probes on stratified subsets of the train split for the trained
+/// encoder's features, the untrained encoder's and the raw ones, as `eval.label_efficiency`
+/// rows (`budget`, `labels_per_class`, `seeds`, `mean_acc`, `std_acc`, `accs`, and
+/// `baseline`: each other set's `mean_acc` and `std_acc`), with a table on stderr and a PNG
+/// plot (accuracy against labels per class, log x axis, one line per set of features) written
+/// as `label_efficiency.png` in the run directory of `checkpoint`. `None` without the flag.
 pub fn label_efficiency(
     args: &crate::LabelBudgetArgs,
-    plot_dir: &Path,
-    features: &[(&str, ssl_core::tch::Tensor, ssl_core::tch::Tensor)],
-    train_y: &ssl_core::tch::Tensor,
-    test_y: &ssl_core::tch::Tensor,
-    probe: &ssl_core::eval::LinearProbeConfig,
+    checkpoint: &Path,
+    inputs: LabelInputs<'_>,
+    eval: &ssl_core::eval::EvalConfig,
     device: ssl_core::tch::Device,
 ) -> Result<Option<serde_json::Value>> {
     use ssl_core::eval::label_efficiency::{label_curve, parse_budgets, LabelCurveConfig};
@@ -395,10 +407,24 @@ pub fn label_efficiency(
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let cfg = LabelCurveConfig { budgets: parse_budgets(list)?, seeds: args.seeds, probe: probe.clone() };
+    let cfg = LabelCurveConfig {
+        budgets: parse_budgets(list)?,
+        seeds: args.seeds,
+        probe: eval.linear_probe.clone(),
+    };
     let budgets = &cfg.budgets;
+    let ((tx, train_y), (vx, test_y)) = (inputs.train, inputs.test);
+    let feats = |e: &dyn ssl_core::Encoder| -> Result<(ssl_core::tch::Tensor, ssl_core::tch::Tensor)> {
+        let bs = eval.batch_size;
+        Ok((
+            ssl_core::eval::extract_features(e, tx, bs, device)?,
+            ssl_core::eval::extract_features(e, vx, bs, device)?,
+        ))
+    };
+    let (ours, random) = (feats(inputs.trained)?, feats(inputs.untrained)?);
+    let features = [("pretrained", ours.0, ours.1), ("random_init", random.0, random.1), inputs.raw];
     let mut curves = Vec::with_capacity(features.len());
-    for (name, train, test) in features {
+    for (name, train, test) in &features {
         eprintln!(
             "label efficiency: probing {name} features at {} budgets x {} seeds",
             budgets.len(),
@@ -440,7 +466,7 @@ pub fn label_efficiency(
         log_x: true,
         y_range: (0.0, 1.0),
     };
-    let png = plot_dir.join("label_efficiency.png");
+    let png = run_dir_of(checkpoint).join("label_efficiency.png");
     crate::plot::line_chart(&png, &chart, &series)?;
     eprintln!("label-efficiency plot: {}", png.display());
     Ok(Some(serde_json::Value::Array(rows)))

@@ -767,30 +767,15 @@ pub fn evaluate<M: TextMethod>(ck: LoadedCheckpoint, eval_args: &crate::Evaluate
     if eval_args.budget.label_budget.is_some() {
         let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
         let untrained = build(&cfg, device)?;
-        let bs = cfg.eval.batch_size;
-        let feats = |m: &M| -> Result<(Tensor, Tensor)> {
-            Ok((
-                extract_features(m.encoder(), tx, bs, device)?,
-                extract_features(m.encoder(), vx, bs, device)?,
-            ))
+        let (vocab, pad) = (tok.vocab_size() as i64, i64::from(tok.specials().pad));
+        let inputs = run::LabelInputs {
+            trained: objective.encoder(),
+            untrained: untrained.encoder(),
+            train: (tx, ty),
+            test: (vx, vy),
+            raw: ("bag_of_words", bag_of_words(tx, vocab, pad), bag_of_words(vx, vocab, pad)),
         };
-        let (ours, random) = (feats(&objective)?, feats(&untrained)?);
-        let vocab = tok.vocab_size() as i64;
-        let pad = i64::from(tok.specials().pad);
-        let features = [
-            ("pretrained", ours.0, ours.1),
-            ("random_init", random.0, random.1),
-            ("bag_of_words", bag_of_words(tx, vocab, pad), bag_of_words(vx, vocab, pad)),
-        ];
-        if let Some(rows) = run::label_efficiency(
-            &eval_args.budget,
-            &run::run_dir_of(&ck.path),
-            &features,
-            ty,
-            vy,
-            &cfg.eval.linear_probe,
-            device,
-        )? {
+        if let Some(rows) = run::label_efficiency(&eval_args.budget, &ck.path, inputs, &cfg.eval, device)? {
             report["label_efficiency"] = rows;
         }
     }

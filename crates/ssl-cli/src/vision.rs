@@ -539,28 +539,14 @@ pub fn evaluate<M: VisionMethod>(
     if budget.label_budget.is_some() {
         let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
         let untrained = build(&cfg, device)?;
-        let bs = cfg.eval.batch_size;
-        let feats = |m: &M| -> Result<(Tensor, Tensor)> {
-            Ok((
-                extract_features(m.encoder(), tx, bs, device)?,
-                extract_features(m.encoder(), vx, bs, device)?,
-            ))
+        let inputs = run::LabelInputs {
+            trained: objective.encoder(),
+            untrained: untrained.encoder(),
+            train: (tx, ty),
+            test: (vx, vy),
+            raw: ("raw_input", tx.flatten(1, -1), vx.flatten(1, -1)),
         };
-        let (ours, random) = (feats(&objective)?, feats(&untrained)?);
-        let features = [
-            ("pretrained", ours.0, ours.1),
-            ("random_init", random.0, random.1),
-            ("raw_input", tx.flatten(1, -1), vx.flatten(1, -1)),
-        ];
-        if let Some(rows) = run::label_efficiency(
-            budget,
-            &run::run_dir_of(&ck.path),
-            &features,
-            ty,
-            vy,
-            &cfg.eval.linear_probe,
-            device,
-        )? {
+        if let Some(rows) = run::label_efficiency(budget, &ck.path, inputs, &cfg.eval, device)? {
             report["label_efficiency"] = rows;
         }
     }
