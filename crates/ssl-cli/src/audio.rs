@@ -258,8 +258,7 @@ fn default_config<M: AudioMethod>(embedded: bool) -> RunConfig<M> {
 
 fn resolve_config<M: AudioMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
     let embedded = args.data.is_none();
-    let (mut cfg, _): (RunConfig<M>, _) =
-        run::config_over_defaults(args.config.as_deref(), default_config::<M>(embedded), M::NAME)?;
+    let (mut cfg, _): (RunConfig<M>, _) = run::run_config(args, default_config::<M>(embedded), M::NAME)?;
     if let Some(d) = &args.data {
         cfg.data.path = Some(d.clone());
     }
@@ -394,6 +393,7 @@ pub fn pretrain<M: AudioMethod>(args: &PretrainArgs) -> Result<()> {
     run::resolve_steps(args, &mut cfg.train, loader.batches_per_epoch(), user_data, 20, 8)?;
     let probe = if args.no_eval { None } else { probe_sets(&cfg.data)? };
     let mut objective = build(&cfg, device)?;
+    run::init_weights(args, M::NAME, objective.var_store())?;
     let dir = run::prepare_run_dir(args)?;
     run::write_config(&dir, &cfg)?;
     eprintln!(

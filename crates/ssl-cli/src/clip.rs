@@ -167,8 +167,7 @@ fn validate(cfg: &RunConfig) -> Result<()> {
 
 fn resolve_config(args: &PretrainArgs) -> Result<RunConfig> {
     let embedded = args.data.is_none();
-    let (mut cfg, _) =
-        run::config_over_defaults(args.config.as_deref(), default_config(embedded), Clip::NAME)?;
+    let (mut cfg, _) = run::run_config(args, default_config(embedded), Clip::NAME)?;
     if let Some(d) = &args.data {
         cfg.data.path = Some(d.clone());
     }
@@ -437,6 +436,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     run::resolve_steps(args, &mut cfg.train, loader.batches_per_epoch(), user_data, 32, 10)?;
     let sets = if args.no_eval { None } else { Some(eval_sets(&cfg, &tok)?) };
     let mut model = build(&cfg, &tok, device)?;
+    run::init_weights(args, Clip::NAME, model.var_store())?;
     let dir = run::prepare_run_dir(args)?;
     let tok_path = std::fs::canonicalize(&dir)?.join("tokenizer.json");
     tok.tokenizer().save(&tok_path)?;

@@ -78,6 +78,11 @@ pub struct PretrainArgs {
     /// Continue from a checkpoint folder or a run directory's newest checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Start from the weights of a checkpoint (folder or run directory) of the same method and
+    /// architecture, with a fresh optimiser and schedule: continued pretraining on new data.
+    /// The model table defaults to the checkpoint's.
+    #[arg(long, conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
     /// Bit-reproducible CPU run (fixed thread counts).
     #[arg(long)]
     pub deterministic: bool,

@@ -203,6 +203,63 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     text::generate_text(ck, args)
 }
 
+/// [`config_over_defaults`] for `ssl pretrain`: with `--init-from`, the checkpoint's `model`
+/// table (and, when it has one, its `data.tokenizer`) replaces the defaults' before the file is
+/// merged, so continued pretraining builds the checkpoint's architecture unless told otherwise.
+pub fn run_config<T: Serialize + DeserializeOwned>(
+    args: &PretrainArgs,
+    defaults: T,
+    method: &str,
+) -> Result<(T, Option<toml::Value>)> {
+    let Some(init) = &args.init_from else {
+        return config_over_defaults(args.config.as_deref(), defaults, method);
+    };
+    let ck = init_checkpoint(init, method)?;
+    let mut value = serde_json::to_value(defaults)?;
+    let stored = &ck.meta.config;
+    if let Some(model) = stored.get("model") {
+        value["model"] = model.clone();
+    }
+    if let (Some(tok), Some(data)) =
+        (stored.get("data").and_then(|d| d.get("tokenizer")), value.get_mut("data"))
+    {
+        if !tok.is_null() && data.get("tokenizer").is_some() {
+            data["tokenizer"] = tok.clone();
+        }
+    }
+    let defaults: T = serde_json::from_value(value).with_context(|| {
+        format!("--init-from {}: its stored config does not fit a `{method}` run", init.display())
+    })?;
+    config_over_defaults(args.config.as_deref(), defaults, method)
+}
+
+/// The checkpoint `--init-from` names, which must have been written by `method`.
+fn init_checkpoint(path: &Path, method: &str) -> Result<ssl_core::checkpoint::LoadedCheckpoint> {
+    let ck = ssl_core::checkpoint::load(path).with_context(|| format!("--init-from {}", path.display()))?;
+    if ck.meta.method != method {
+        bail!(
+            "--init-from {}: the checkpoint was written by `{}`, not `{method}`; continued pretraining needs the same method",
+            ck.path.display(),
+            ck.meta.method
+        );
+    }
+    Ok(ck)
+}
+
+/// With `--init-from`, copies the checkpoint's weights into `vs` (every name and shape checked
+/// first: the first mismatched tensor is named with both shapes, and nothing is copied).
+pub fn init_weights(args: &PretrainArgs, method: &str, vs: &ssl_core::tch::nn::VarStore) -> Result<()> {
+    let Some(init) = &args.init_from else {
+        return Ok(());
+    };
+    let ck = init_checkpoint(init, method)?;
+    ssl_core::checkpoint::restore_variables(vs, &ck.model, &ck.path.join("model.safetensors")).with_context(
+        || format!("--init-from {}: the architecture does not match this run's model", ck.path.display()),
+    )?;
+    eprintln!("initialised from {} (step {}); fresh optimiser and schedule", ck.path.display(), ck.meta.step);
+    Ok(())
+}
+
 /// A run's config: `defaults`, with the TOML file at `path` (if any) merged over them table by
 /// table (a file only needs the fields it changes), and the file's own value (to tell what it
 /// set). The result's `method` must be `method`; errors name the file and the offending key.

@@ -83,6 +83,9 @@ fn resolve_config(
 }
 
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
+    if args.init_from.is_some() {
+        anyhow::bail!("--init-from is for the modality methods; the synthetic check always starts fresh");
+    }
     // Everything that can be wrong with the inputs is checked before the run directory exists.
     let cfg = resolve_config(args, |c| {
         let n = c.data.train_per_class * c.data.num_classes;

@@ -385,8 +385,7 @@ fn default_config<M: TextMethod>(embedded: bool) -> RunConfig<M> {
 
 fn resolve_config<M: TextMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
     let embedded = args.data.is_none();
-    let (mut cfg, _): (RunConfig<M>, _) =
-        run::config_over_defaults(args.config.as_deref(), default_config::<M>(embedded), M::NAME)?;
+    let (mut cfg, _): (RunConfig<M>, _) = run::run_config(args, default_config::<M>(embedded), M::NAME)?;
     if let Some(d) = &args.data {
         cfg.data.corpus = Some(d.clone());
     }
@@ -566,6 +565,7 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
     run::resolve_steps(args, &mut cfg.train, loader.batches_per_epoch(), user_data, 10, 10)?;
     let probe = if args.no_eval { None } else { probe_sets::<M>(&cfg.data, &tok)? };
     let mut objective = build(&cfg, device)?;
+    run::init_weights(args, M::NAME, objective.var_store())?;
     let dir = run::prepare_run_dir(args)?;
     let tok_path = std::fs::canonicalize(&dir)?.join("tokenizer.json");
     tok.save(&tok_path)?;

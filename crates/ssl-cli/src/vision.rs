@@ -228,8 +228,7 @@ fn default_config<M: VisionMethod>(embedded: bool) -> RunConfig<M> {
 
 fn resolve_config<M: VisionMethod>(args: &PretrainArgs) -> Result<RunConfig<M>> {
     let embedded = args.data.is_none();
-    let (mut cfg, user): (RunConfig<M>, _) =
-        run::config_over_defaults(args.config.as_deref(), default_config::<M>(embedded), M::NAME)?;
+    let (mut cfg, user): (RunConfig<M>, _) = run::run_config(args, default_config::<M>(embedded), M::NAME)?;
     let user_optimizer =
         user.as_ref().and_then(|u| u.get("train")).and_then(|t| t.get("optimizer")).is_some();
     if let Some(d) = &args.data {
@@ -320,6 +319,7 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
     )?;
     let probe = if args.no_eval { None } else { Some(probe_sets(&cfg.data)?) };
     let mut objective = build(&cfg, device)?;
+    run::init_weights(args, M::NAME, objective.var_store())?;
     let dir = run::prepare_run_dir(args)?;
     run::write_config(&dir, &cfg)?;
     eprintln!(

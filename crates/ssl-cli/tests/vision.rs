@@ -333,3 +333,45 @@ fn bad_inputs_fail_clearly_and_leave_no_run_directory() {
         assert!(!tmp.path().join(&out).exists(), "{out} was created for a bad input");
     }
 }
+
+#[test]
+fn init_from_continues_from_weights_and_refuses_another_method_or_architecture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "c.toml", &tiny("simclr", ""));
+    let o = ssl(&["pretrain", "simclr", "--config", &cfg, "--out", "a", "--no-eval"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Continued pretraining: the checkpoint's weights, a fresh schedule of this run's steps.
+    let o = ssl(
+        &["pretrain", "simclr", "--config", &cfg, "--init-from", "a", "--out", "b", "--no-eval"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("initialised from"), "{}", stderr(&o));
+    assert_eq!(summary(&tmp.path().join("b"))["steps"], 6);
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(tmp.path().join("b/metrics.jsonl")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["step"], 2);
+    // Another method.
+    let moco = write(tmp.path(), "m.toml", &tiny("moco-v2", "[model]\nqueue_size = 16\n"));
+    let o = ssl(&["pretrain", "moco-v2", "--config", &moco, "--init-from", "a", "--out", "c"], tmp.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("written by `simclr`, not `moco-v2`"), "{}", stderr(&o));
+    // Another architecture: the first mismatched tensor, with both shapes.
+    let wide = write(
+        tmp.path(),
+        "w.toml",
+        &tiny_run("simclr", "[model.backbone]\ndepth = \"18\"\nbase_width = 8\nsmall_images = true\n", ""),
+    );
+    let o = ssl(&["pretrain", "simclr", "--config", &wide, "--init-from", "a", "--out", "d"], tmp.path());
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("shape mismatch for `")
+            && err.contains("the model has [")
+            && err.contains("the checkpoint ["),
+        "{err}"
+    );
+    assert!(!tmp.path().join("c").exists() && !tmp.path().join("d").exists());
+}

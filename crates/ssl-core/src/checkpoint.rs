@@ -236,6 +236,8 @@ pub fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
 pub fn restore_variables(vs: &VarStore, tensors: &HashMap<String, Tensor>, source: &Path) -> Result<()> {
     let _guard = tch::no_grad_guard();
     let vars = named_variables(vs);
+    // Every name and shape is checked before anything is copied: a mismatch leaves the model
+    // as it was.
     for (name, var) in &vars {
         let src = tensors.get(name).ok_or_else(|| {
             Error::checkpoint(
@@ -253,17 +255,22 @@ pub fn restore_variables(vs: &VarStore, tensors: &HashMap<String, Tensor>, sourc
                 ),
             ));
         }
-        let mut dst = var.shallow_clone();
-        dst.f_copy_(src).map_err(|e| Error::checkpoint(source, format!("cannot copy `{name}`: {e}")))?;
     }
     if tensors.len() != vars.len() {
         let known: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-        if let Some(extra) = tensors.keys().find(|k| !known.contains(k.as_str())) {
+        let mut extra: Vec<&String> = tensors.keys().filter(|k| !known.contains(k.as_str())).collect();
+        extra.sort();
+        if let Some(extra) = extra.first() {
             return Err(Error::checkpoint(
                 source,
                 format!("tensor `{extra}` matches no variable of the model"),
             ));
         }
+    }
+    for (name, var) in &vars {
+        let mut dst = var.shallow_clone();
+        dst.f_copy_(&tensors[name])
+            .map_err(|e| Error::checkpoint(source, format!("cannot copy `{name}`: {e}")))?;
     }
     Ok(())
 }
@@ -321,6 +328,15 @@ mod tests {
         let ck = load(&path).unwrap();
         let e = restore_variables(&store(0.0, 4), &ck.model, &ck.path).unwrap_err().to_string();
         assert!(e.contains("shape mismatch for `w`") && e.contains("step-00000005"), "{e}");
+        // A mismatch found after a matching variable leaves that variable untouched too.
+        let partial = VarStore::new(Device::Cpu);
+        let _ = partial.root().zeros_no_train("running_mean", &[2]);
+        let _ = partial.root().var("w", &[4, 2], nn::Init::Const(0.0));
+        let mut model: HashMap<String, Tensor> =
+            ck.model.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+        model.insert("running_mean".into(), Tensor::ones([2], (Kind::Float, Device::Cpu)));
+        assert!(restore_variables(&partial, &model, &ck.path).is_err());
+        assert_eq!(partial.variables()["running_mean"].sum(Kind::Float).double_value(&[]), 0.0);
 
         fs::write(path.join(MODEL_FILE), b"not a safetensors file").unwrap();
         let e = load(&path).unwrap_err().to_string();
