@@ -203,7 +203,9 @@ pub struct EmbedArgs {
     /// A checkpoint folder or a run directory (its newest checkpoint).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Output safetensors file holding embeddings (N x D) and labels (N).
+    /// Output file: safetensors holding `embeddings` (N x D) and `labels` (N), or for a `.npy`
+    /// name NumPy arrays (the embeddings, and the labels in `<output>.labels.npy`); the inputs'
+    /// file names or texts go to `<output>.files.txt`.
     #[arg(long, alias = "out")]
     pub output: PathBuf,
     /// Inputs to embed: images (a folder, searched recursively) or text (a file or folder of

@@ -594,8 +594,10 @@ pub fn finetune_report(
     Ok(())
 }
 
-/// Writes `embeddings` `[N, D]` and `labels` `[N]` to the safetensors file `output` (a
-/// temporary file renamed into place), and `lines`, one per line, to `<output>.files.txt`.
+/// Writes `embeddings` `[N, D]` and `labels` `[N]` to `output`: a safetensors file holding
+/// both, or, for a `.npy` name, NumPy arrays (`output` the embeddings as float32,
+/// `<output>.labels.npy` the labels); temporary files renamed into place. `lines`, one per
+/// line, go to `<output>.files.txt`.
 pub fn write_embeddings(
     z: &ssl_core::tch::Tensor,
     y: &ssl_core::tch::Tensor,
@@ -605,8 +607,20 @@ pub fn write_embeddings(
     let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = output.file_name().and_then(|n| n.to_str()).context("--output needs a file name")?;
     let tmp = dir.join(format!(".{name}.tmp"));
-    ssl_core::tch::Tensor::write_safetensors(&[("embeddings", z), ("labels", y)], &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    let npy = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy {
+        // NumPy: the embeddings in FILE, the labels beside it in FILE.labels.npy.
+        let labels_tmp = dir.join(format!(".{name}.labels.tmp"));
+        z.to_kind(ssl_core::tch::Kind::Float)
+            .write_npy(&tmp)
+            .and_then(|()| y.write_npy(&labels_tmp))
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let labels = dir.join(format!("{name}.labels.npy"));
+        fs::rename(&labels_tmp, &labels).with_context(|| format!("cannot write {}", labels.display()))?;
+    } else {
+        ssl_core::tch::Tensor::write_safetensors(&[("embeddings", z), ("labels", y)], &tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    }
     if let Some(lines) = lines {
         write_atomic(dir, &format!("{name}.files.txt"), (lines.join("\n") + "\n").as_bytes())?;
     }

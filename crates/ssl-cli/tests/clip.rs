@@ -123,6 +123,14 @@ fn embedded_run_writes_the_contract_keys_then_evaluates_and_embeds() {
     assert!((norms - 1.0).abs().max().double_value(&[]) < 1e-4);
     let listed = std::fs::read_to_string(tmp.path().join("txt.safetensors.files.txt")).unwrap();
     assert_eq!(listed.lines().nth(2), Some("the star is green"));
+    // NumPy output: the same embeddings, labels beside them.
+    let o = ssl(&["embed", "--checkpoint", "run", "--data", "texts.txt", "--output", "txt.npy"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n = ssl_core::tch::Tensor::read_npy(tmp.path().join("txt.npy")).unwrap();
+    assert!(n.allclose(z, 1e-6, 1e-6, false));
+    let labels = ssl_core::tch::Tensor::read_npy(tmp.path().join("txt.npy.labels.npy")).unwrap();
+    assert_eq!(labels.size(), [3]);
+    assert!(tmp.path().join("txt.npy.files.txt").is_file());
 }
 
 #[test]
