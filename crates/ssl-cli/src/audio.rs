@@ -19,9 +19,7 @@ use ssl_audio::synth::{self, Split, SynthConfig, SynthSpeech};
 use ssl_audio::wav2vec2::{Wav2Vec2, Wav2Vec2Config};
 use ssl_core::checkpoint::{self, LoadedCheckpoint};
 use ssl_core::data::{DataLoader, Dataset, LoaderConfig, RandomSampler};
-use ssl_core::eval::{
-    extract_features, probe_encoder, probe_features, EvalConfig, FinetuneConfig, ProbeSummary,
-};
+use ssl_core::eval::{extract_features, probe_encoder, probe_features, EvalConfig, FinetuneConfig};
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::tch::{Device, Tensor};
 use ssl_core::trainer::{TrainConfig, Trainer};
@@ -454,7 +452,7 @@ fn evaluation<M: AudioMethod>(
     let untrained = build(cfg, device)?;
     let random = probe(&untrained)?;
     let logmel = probe_features(&tr.logmel, &tr.labels, &te.logmel, &te.labels, &cfg.eval, device)?;
-    let mut summary = probe_summary(&ours, &random, &logmel);
+    let mut summary = run::eval_summary(&ours, &random, Some(("logmel", &logmel)));
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
         let random = fine_tune(&untrained, sets, ft, device)?;
@@ -464,19 +462,6 @@ fn evaluation<M: AudioMethod>(
         summary["finetune"] = serde_json::to_value(&ours)?;
     }
     Ok(summary)
-}
-
-fn probe_summary(ours: &ProbeSummary, random: &ProbeSummary, logmel: &ProbeSummary) -> serde_json::Value {
-    serde_json::json!({
-        "linear_probe_acc": ours.linear_probe_acc,
-        "knn_acc": ours.knn_acc,
-        "random_init_linear_probe_acc": random.linear_probe_acc,
-        "random_init_knn_acc": random.knn_acc,
-        "logmel_linear_probe_acc": logmel.linear_probe_acc,
-        "logmel_knn_acc": logmel.knn_acc,
-        "linear_probe": ours.linear_probe,
-        "knn": ours.knn,
-    })
 }
 
 fn fine_tune<M: AudioMethod>(

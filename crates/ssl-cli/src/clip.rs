@@ -281,8 +281,7 @@ fn eval_sets(cfg: &RunConfig, tok: &CaptionTokenizer) -> Result<EvalSets> {
         (Some(dir), _) => {
             let files = ImageFiles::labelled(dir, &FolderOptions::default())?;
             let items = (0..files.len()).map(|i| files.get(i)).collect::<ssl_core::Result<Vec<_>>>()?;
-            let images: Vec<Image> = items.iter().map(|x| x.0.clone()).collect();
-            let labels: Vec<i64> = items.iter().map(|x| x.1).collect();
+            let (images, labels): (Vec<Image>, Vec<i64>) = items.into_iter().unzip();
             let classes = files.classes().iter().map(|c| c.replace('_', " ")).collect();
             let templates = cfg
                 .eval
@@ -328,8 +327,7 @@ fn eval_sets(cfg: &RunConfig, tok: &CaptionTokenizer) -> Result<EvalSets> {
         (Some(path), _) => {
             let files = PairFiles::open(path, &cfg.data.manifest)?;
             let items = (0..files.len()).map(|i| files.get(i)).collect::<ssl_core::Result<Vec<_>>>()?;
-            let images: Vec<Image> = items.iter().map(|x| x.0.clone()).collect();
-            let captions: Vec<&str> = items.iter().map(|x| x.1.as_str()).collect();
+            let (images, captions): (Vec<Image>, Vec<String>) = items.into_iter().unzip();
             Some((eval_images(&images, t)?, tok.encode_all(&captions)?))
         }
         (None, true) => {
@@ -569,9 +567,10 @@ pub fn embed(ck: LoadedCheckpoint, device: Option<&str>, data: Option<&Path>, ou
         None => {
             let ds = Scenes::new(&cfg.data.scenes, SceneSplit::ZeroShot)?;
             let images: Vec<Image> = (0..ds.len()).map(|i| ds.render(i)).collect();
-            let labels: Vec<i64> = (0..ds.len()).map(|i| ds.scene(i).1).collect();
+            let scenes: Vec<_> = (0..ds.len()).map(|i| ds.scene(i)).collect();
+            let labels: Vec<i64> = scenes.iter().map(|s| s.1).collect();
             let z = image_embeddings(&model, &eval_images(&images, &cfg.data.transform)?, batch)?;
-            let names = (0..ds.len()).map(|i| ds.scene(i).0.class_name()).collect();
+            let names = scenes.iter().map(|s| s.0.class_name()).collect();
             (z, labels, names)
         }
     };

@@ -214,9 +214,9 @@ pub fn run_config<T: Serialize + DeserializeOwned>(
     let Some(init) = &args.init_from else {
         return config_over_defaults(args.config.as_deref(), defaults, method);
     };
-    let ck = init_checkpoint(init, method)?;
+    let (_, meta) = init_checkpoint(init, method)?;
     let mut value = serde_json::to_value(defaults)?;
-    let stored = &ck.meta.config;
+    let stored = &meta.config;
     if let Some(model) = stored.get("model") {
         value["model"] = model.clone();
     }
@@ -233,17 +233,19 @@ pub fn run_config<T: Serialize + DeserializeOwned>(
     config_over_defaults(args.config.as_deref(), defaults, method)
 }
 
-/// The checkpoint `--init-from` names, which must have been written by `method`.
-fn init_checkpoint(path: &Path, method: &str) -> Result<ssl_core::checkpoint::LoadedCheckpoint> {
-    let ck = ssl_core::checkpoint::load(path).with_context(|| format!("--init-from {}", path.display()))?;
-    if ck.meta.method != method {
+/// The folder and metadata of the checkpoint `--init-from` names, which must have been written
+/// by `method`.
+fn init_checkpoint(path: &Path, method: &str) -> Result<(PathBuf, ssl_core::checkpoint::CheckpointMeta)> {
+    let (folder, meta) =
+        ssl_core::checkpoint::load_meta(path).with_context(|| format!("--init-from {}", path.display()))?;
+    if meta.method != method {
         bail!(
             "--init-from {}: the checkpoint was written by `{}`, not `{method}`; continued pretraining needs the same method",
-            ck.path.display(),
-            ck.meta.method
+            folder.display(),
+            meta.method
         );
     }
-    Ok(ck)
+    Ok((folder, meta))
 }
 
 /// With `--init-from`, copies the checkpoint's weights into `vs` (every name and shape checked
@@ -252,7 +254,8 @@ pub fn init_weights(args: &PretrainArgs, method: &str, vs: &ssl_core::tch::nn::V
     let Some(init) = &args.init_from else {
         return Ok(());
     };
-    let ck = init_checkpoint(init, method)?;
+    init_checkpoint(init, method)?;
+    let ck = ssl_core::checkpoint::load(init).with_context(|| format!("--init-from {}", init.display()))?;
     ssl_core::checkpoint::restore_variables(vs, &ck.model, &ck.path.join("model.safetensors")).with_context(
         || format!("--init-from {}: the architecture does not match this run's model", ck.path.display()),
     )?;
@@ -541,22 +544,26 @@ pub fn run_dir_of(checkpoint: &Path) -> PathBuf {
 }
 
 /// The `eval` object of `summary.json`: the trained encoder's probes, the untrained encoder's
-/// and the raw inputs', with the trained encoder's full reports.
+/// and, when given, a baseline's (`(name, probes)`: `raw_input` pixels, `logmel` features) under
+/// `<name>_linear_probe_acc` / `<name>_knn_acc`, with the trained encoder's full reports.
 pub fn eval_summary(
     ours: &ssl_core::eval::ProbeSummary,
     random: &ssl_core::eval::ProbeSummary,
-    raw: &ssl_core::eval::ProbeSummary,
+    baseline: Option<(&str, &ssl_core::eval::ProbeSummary)>,
 ) -> serde_json::Value {
-    serde_json::json!({
+    let mut summary = serde_json::json!({
         "linear_probe_acc": ours.linear_probe_acc,
         "knn_acc": ours.knn_acc,
         "random_init_linear_probe_acc": random.linear_probe_acc,
         "random_init_knn_acc": random.knn_acc,
-        "raw_input_linear_probe_acc": raw.linear_probe_acc,
-        "raw_input_knn_acc": raw.knn_acc,
         "linear_probe": ours.linear_probe,
         "knn": ours.knn,
-    })
+    });
+    if let Some((name, b)) = baseline {
+        summary[format!("{name}_linear_probe_acc")] = b.linear_probe_acc.into();
+        summary[format!("{name}_knn_acc")] = b.knn_acc.into();
+    }
+    summary
 }
 
 /// `ssl finetune`'s flags over a run's fine-tuning config, validated.

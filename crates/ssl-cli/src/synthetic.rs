@@ -135,7 +135,7 @@ fn evaluation(cfg: &RunConfig, trained: &VectorSimclr, device: Device) -> Result
     let untrained = VectorSimclr::new(&cfg.data, device)?;
     let random = probe_encoder(untrained.encoder(), &train_x, &train_y, &test_x, &test_y, &cfg.eval, device)?;
     let raw = probe_features(&train_x, &train_y, &test_x, &test_y, &cfg.eval, device)?;
-    Ok(run::eval_summary(&ours, &random, &raw))
+    Ok(run::eval_summary(&ours, &random, Some(("raw_input", &raw))))
 }
 
 fn restore(ck: &LoadedCheckpoint, device: Option<&str>) -> Result<(RunConfig, VectorSimclr, Device)> {

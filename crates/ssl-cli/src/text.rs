@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use ssl_core::checkpoint::{self, LoadedCheckpoint};
 use ssl_core::data::{BatchBuilder, DataLoader, Dataset, LoaderConfig, RandomSampler};
-use ssl_core::eval::{extract_features, probe_encoder, EvalConfig, FinetuneConfig, ProbeSummary};
+use ssl_core::eval::{extract_features, probe_encoder, EvalConfig, FinetuneConfig};
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::tch::{Device, Tensor};
 use ssl_core::trainer::{TrainConfig, Trainer};
@@ -653,7 +653,7 @@ fn evaluation<M: TextMethod>(
     let ours = probe_encoder(trained.encoder(), tx, ty, vx, vy, &cfg.eval, device)?;
     let untrained = build(cfg, device)?;
     let random = probe_encoder(untrained.encoder(), tx, ty, vx, vy, &cfg.eval, device)?;
-    let mut summary = probe_summary(&ours, &random);
+    let mut summary = run::eval_summary(&ours, &random, None);
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
         let random = fine_tune(&untrained, sets, ft, device)?;
@@ -672,17 +672,6 @@ fn bag_of_words(ids: &Tensor, vocab: i64, pad: i64) -> Tensor {
     let counts = Tensor::zeros([ids.size()[0], vocab], (ssl_core::tch::Kind::Float, ids.device()))
         .scatter_add(1, &ids.clamp(0, vocab - 1), &real);
     &counts / counts.sum_dim_intlist(1, true, ssl_core::tch::Kind::Float).clamp_min(1.0)
-}
-
-fn probe_summary(ours: &ProbeSummary, random: &ProbeSummary) -> serde_json::Value {
-    serde_json::json!({
-        "linear_probe_acc": ours.linear_probe_acc,
-        "knn_acc": ours.knn_acc,
-        "random_init_linear_probe_acc": random.linear_probe_acc,
-        "random_init_knn_acc": random.knn_acc,
-        "linear_probe": ours.linear_probe,
-        "knn": ours.knn,
-    })
 }
 
 fn fine_tune<M: TextMethod>(

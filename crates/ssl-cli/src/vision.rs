@@ -471,7 +471,7 @@ fn evaluation<M: VisionMethod>(
     let untrained = build(cfg, device)?;
     let random = probe(untrained.encoder(), sets, &cfg.eval, device)?;
     let raw = probe_features(tx, ty, vx, vy, &cfg.eval, device)?;
-    let mut summary = run::eval_summary(&ours, &random, &raw);
+    let mut summary = run::eval_summary(&ours, &random, Some(("raw_input", &raw)));
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
         let random = fine_tune(&untrained, sets, ft, device)?;

@@ -202,6 +202,18 @@ fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
 
 /// Reads a checkpoint folder (or a run directory's newest checkpoint).
 pub fn load(path: &Path) -> Result<LoadedCheckpoint> {
+    let (path, meta) = load_meta(path)?;
+    Ok(LoadedCheckpoint {
+        model: read_tensors(&path.join(MODEL_FILE))?,
+        optimizer: read_tensors(&path.join(OPTIMIZER_FILE))?,
+        meta,
+        path,
+    })
+}
+
+/// The folder and metadata of a checkpoint (resolved as [`load`] does) without reading its
+/// tensors: for deciding what to build before loading weights.
+pub fn load_meta(path: &Path) -> Result<(PathBuf, CheckpointMeta)> {
     let path = resolve(path)?;
     let state = path.join(STATE_FILE);
     let text = fs::read_to_string(&state).with_path(&state)?;
@@ -216,12 +228,7 @@ pub fn load(path: &Path) -> Result<LoadedCheckpoint> {
             ),
         ));
     }
-    Ok(LoadedCheckpoint {
-        model: read_tensors(&path.join(MODEL_FILE))?,
-        optimizer: read_tensors(&path.join(OPTIMIZER_FILE))?,
-        meta,
-        path,
-    })
+    Ok((path, meta))
 }
 
 /// All variables of a store, sorted by name (the order checkpoints use).
