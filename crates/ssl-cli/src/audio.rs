@@ -455,8 +455,8 @@ fn evaluation<M: AudioMethod>(
     let mut summary = run::eval_summary(&ours, &random, Some(("logmel", &logmel)));
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
-        let random = fine_tune(&untrained, sets, ft, device)?;
-        let ours = fine_tune(trained, sets, ft, device)?;
+        let random = fine_tune(&untrained, sets, ft, device)?.report;
+        let ours = fine_tune(trained, sets, ft, device)?.report;
         summary["finetune_acc"] = ours.top1.into();
         summary["random_init_finetune_acc"] = random.top1.into();
         summary["finetune"] = serde_json::to_value(&ours)?;
@@ -469,9 +469,9 @@ fn fine_tune<M: AudioMethod>(
     sets: &ProbeSets,
     ft: &FinetuneConfig,
     device: Device,
-) -> Result<ssl_core::eval::FinetuneReport> {
+) -> Result<ssl_core::eval::Finetuned> {
     let (tr, te) = (&sets.train, &sets.test);
-    Ok(ssl_core::eval::finetune(
+    Ok(ssl_core::eval::finetune_with_head(
         model.encoder(),
         model.var_store(),
         &tr.inputs,
@@ -522,17 +522,18 @@ pub fn evaluate<M: AudioMethod>(ck: LoadedCheckpoint, eval_args: &crate::Evaluat
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR (one sub-folder of WAV files per class)");
     };
-    let cfg = RunConfig::<M> { finetune: None, ..cfg };
+    let ft = cfg.finetune.take().unwrap_or_else(|| finetune_defaults(cfg.data.path.is_none()));
     let mut report = evaluation(&cfg, &objective, &sets, device)?;
     if eval_args.budget.label_budget.is_some() {
         let (tr, te) = (&sets.train, &sets.test);
         let untrained = build(&cfg, device)?;
         let inputs = run::LabelInputs {
-            trained: objective.encoder(),
-            untrained: untrained.encoder(),
+            trained: run::Tunable { encoder: objective.encoder(), vars: objective.var_store() },
+            untrained: run::Tunable { encoder: untrained.encoder(), vars: untrained.var_store() },
             train: (&tr.inputs, &tr.labels),
             test: (&te.inputs, &te.labels),
             raw: ("logmel", tr.logmel.shallow_clone(), te.logmel.shallow_clone()),
+            finetune: ft,
         };
         if let Some(rows) = run::label_efficiency(&eval_args.budget, &ck.path, inputs, &cfg.eval, device)? {
             report["label_efficiency"] = rows;
@@ -551,14 +552,24 @@ pub fn finetune<M: AudioMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to fine-tune on: pass --probe-train DIR --probe-test DIR (one sub-folder of WAV files per class)");
     };
-    let inputs = format!("{} labelled clips", sets.train.labels.size()[0]);
-    run::finetune_report(&ck, &ft, args, &inputs, |untrained| {
-        if untrained {
-            fine_tune(&build(&cfg, device)?, &sets, &ft, device)
-        } else {
-            fine_tune(&objective, &sets, &ft, device)
-        }
-    })
+    let job = run::FinetuneJob {
+        ck: &ck,
+        ft: &ft,
+        args,
+        inputs: format!("{} labelled clips", sets.train.labels.size()[0]),
+        classes: &sets.classes,
+    };
+    run::finetune_report(
+        job,
+        |untrained| {
+            if untrained {
+                fine_tune(&build(&cfg, device)?, &sets, &ft, device)
+            } else {
+                fine_tune(&objective, &sets, &ft, device)
+            }
+        },
+        || checkpoint::named_variables(objective.var_store()),
+    )
 }
 
 /// Writes the representations of a WAV folder's clips (labels -1, file names beside), or of

@@ -31,8 +31,8 @@ enum Command {
     /// Evaluate a checkpoint (linear probe, kNN) and print the report as JSON.
     #[command(alias = "eval")]
     Evaluate(EvaluateArgs),
-    /// Fine-tune a checkpoint's encoder with a linear head on labelled data and print the report
-    /// as JSON.
+    /// Fine-tune a checkpoint's encoder with a linear head on labelled data, save the fine-tuned
+    /// model and print the report as JSON.
     Finetune(FinetuneArgs),
     /// Write the representations of a folder (default: the held-out split) to a safetensors file.
     Embed(EmbedArgs),
@@ -131,24 +131,52 @@ pub struct LabelBudgetArgs {
     /// Subsets drawn (and probes trained) per budget.
     #[arg(long, default_value_t = 3)]
     pub seeds: usize,
+    /// Also fine-tune the encoders on every subset (the run's `[finetune]` table or the
+    /// method's fine-tuning defaults), adding fine-tuning curves.
+    #[arg(long, requires = "label_budget")]
+    pub finetune: bool,
+}
+
+/// The checkpoint a command reads: given as the first argument or with `--checkpoint`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckpointPath {
+    /// A checkpoint folder or a run directory (its newest checkpoint).
+    #[arg(value_name = "CHECKPOINT", required_unless_present = "checkpoint_flag")]
+    checkpoint_arg: Option<PathBuf>,
+    /// The same, as a flag.
+    #[arg(
+        long = "checkpoint",
+        id = "checkpoint_flag",
+        value_name = "CHECKPOINT",
+        conflicts_with = "checkpoint_arg"
+    )]
+    checkpoint_flag: Option<PathBuf>,
+}
+
+impl CheckpointPath {
+    /// The path given.
+    pub fn path(&self) -> &std::path::Path {
+        // clap requires one of the two.
+        self.checkpoint_arg.as_deref().or(self.checkpoint_flag.as_deref()).unwrap_or(std::path::Path::new(""))
+    }
 }
 
 /// A checkpoint and the labelled data to score it on: the options `ssl evaluate` and
 /// `ssl finetune` share.
 #[derive(Args, Debug, Clone)]
 pub struct CheckpointArgs {
-    /// A checkpoint folder or a run directory (its newest checkpoint).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    /// The checkpoint.
+    pub checkpoint: CheckpointPath,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     pub device: Option<String>,
     /// Labelled training split: a folder with one sub-folder per class (images, audio) or a
     /// JSONL file of `text` and `label` (text); replaces the run's probe data.
-    #[arg(long, requires = "probe_test")]
+    #[arg(long, alias = "train", requires = "probe_test")]
     pub probe_train: Option<PathBuf>,
     /// Labelled test split.
-    #[arg(long, requires = "probe_train")]
+    #[arg(long, alias = "test", requires = "probe_train")]
     pub probe_test: Option<PathBuf>,
 }
 
@@ -191,6 +219,23 @@ pub struct FinetuneArgs {
     /// Fine-tune on this many labelled images drawn at random (0: all).
     #[arg(long)]
     pub train_subset: Option<usize>,
+    /// Epochs at the start that train the head alone, the encoder frozen (LP-FT).
+    #[arg(long)]
+    pub freeze_epochs: Option<usize>,
+    /// AdamW's decoupled weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// The fraction of the steps over which the learning rate warms up.
+    #[arg(long)]
+    pub warmup_fraction: Option<f64>,
+    /// Where to save the fine-tuned model: a run directory holding its checkpoint (the
+    /// fine-tuned encoder), `head.safetensors`, `classes.txt` and `summary.json` (default:
+    /// runs/METHOD-finetune-UNIXTIME). Must be new or empty unless --force is given.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace a non-empty --out directory.
+    #[arg(long)]
+    pub force: bool,
     /// Also fine-tune the same encoder from random init with the same budget
     /// (`random_init_finetune_acc`).
     #[arg(long)]
@@ -200,9 +245,9 @@ pub struct FinetuneArgs {
 /// Options of `ssl embed`.
 #[derive(Args, Debug, Clone)]
 pub struct EmbedArgs {
-    /// A checkpoint folder or a run directory (its newest checkpoint).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    /// The checkpoint.
+    pub checkpoint: CheckpointPath,
     /// Output file: safetensors holding `embeddings` (N x D) and `labels` (N), or for a `.npy`
     /// name NumPy arrays (the embeddings, and the labels in `<output>.labels.npy`); the inputs'
     /// file names or texts go to `<output>.files.txt`.
@@ -220,9 +265,9 @@ pub struct EmbedArgs {
 /// Options of `ssl generate`.
 #[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
-    /// A `gpt` checkpoint folder or run directory (its newest checkpoint).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    /// The checkpoint.
+    pub checkpoint: CheckpointPath,
     /// The text to continue (empty: start a new document).
     #[arg(long, default_value = "")]
     pub prompt: String,

@@ -129,7 +129,7 @@ fn checkpoint_method(path: &Path) -> Result<(ssl_core::checkpoint::LoadedCheckpo
 }
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
-    let (ck, method) = checkpoint_method(&args.run.checkpoint)?;
+    let (ck, method) = checkpoint_method(args.run.checkpoint.path())?;
     check_clip_flags(&method, &args.clip)?;
     if args.budget.label_budget.is_some() && (method == Clip::NAME || method == "synthetic") {
         bail!(
@@ -154,7 +154,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
 }
 
 pub fn finetune(args: &FinetuneArgs) -> Result<()> {
-    let (ck, method) = checkpoint_method(&args.run.checkpoint)?;
+    let (ck, method) = checkpoint_method(args.run.checkpoint.path())?;
     match method.as_str() {
         "synthetic" => {
             bail!(
@@ -175,7 +175,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
 }
 
 pub fn embed(args: &EmbedArgs) -> Result<()> {
-    let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    let (ck, method) = checkpoint_method(args.checkpoint.path())?;
     let (data, device) = (args.data.as_deref(), args.device.as_deref());
     match method.as_str() {
         "synthetic" if args.data.is_some() => {
@@ -196,7 +196,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
 }
 
 pub fn generate(args: &GenerateArgs) -> Result<()> {
-    let (ck, method) = checkpoint_method(&args.checkpoint)?;
+    let (ck, method) = checkpoint_method(args.checkpoint.path())?;
     if method != Gpt::NAME {
         bail!("checkpoint {} is a `{method}` model; generation needs a `gpt` checkpoint", ck.path.display());
     }
@@ -432,27 +432,69 @@ pub fn resolve_steps(
     Ok(())
 }
 
+/// An encoder and the store holding its variables, so that it can be fine-tuned (and put
+/// back as it was).
+#[derive(Clone, Copy)]
+pub struct Tunable<'a> {
+    /// The encoder.
+    pub encoder: &'a dyn ssl_core::Encoder,
+    /// Its variables (the whole model's store is fine: only the encoder's get gradients).
+    pub vars: &'a ssl_core::tch::nn::VarStore,
+}
+
 /// What a label-efficiency curve probes: the trained and the untrained encoder on the
 /// labelled inputs, and the modality's raw features (`(name, train [N, D], test [M, D])`).
 pub struct LabelInputs<'a> {
     /// The pretrained encoder.
-    pub trained: &'a dyn ssl_core::Encoder,
+    pub trained: Tunable<'a>,
     /// The same encoder untrained.
-    pub untrained: &'a dyn ssl_core::Encoder,
+    pub untrained: Tunable<'a>,
     /// Labelled training inputs and labels.
     pub train: (&'a ssl_core::tch::Tensor, &'a ssl_core::tch::Tensor),
     /// Labelled test inputs and labels.
     pub test: (&'a ssl_core::tch::Tensor, &'a ssl_core::tch::Tensor),
     /// The raw-feature baseline.
     pub raw: (&'a str, ssl_core::tch::Tensor, ssl_core::tch::Tensor),
+    /// How `--finetune` fine-tunes (its `train_subset` is ignored: the budget is the subset).
+    pub finetune: ssl_core::eval::FinetuneConfig,
+}
+
+/// Fine-tunes `model` on every labelled subset of the curve, putting its variables back after
+/// each run; subset `s` fine-tunes with seed `ft.seed + s`.
+fn finetune_curve(
+    model: Tunable<'_>,
+    inputs: &LabelInputs<'_>,
+    budgets: &[ssl_core::eval::label_efficiency::LabelBudget],
+    seeds: usize,
+    device: ssl_core::tch::Device,
+) -> Result<Vec<ssl_core::eval::label_efficiency::BudgetResult>> {
+    use ssl_core::checkpoint::{named_variables, restore_variables};
+    let ((tx, ty), (vx, vy)) = (inputs.train, inputs.test);
+    let snapshot: std::collections::HashMap<String, ssl_core::tch::Tensor> =
+        named_variables(model.vars).into_iter().map(|(n, t)| (n, t.copy())).collect();
+    let curve = ssl_core::eval::label_efficiency::label_curve_with(ty, budgets, seeds, |idx, seed| {
+        let x = tx.index_select(0, &idx.to_device(tx.device()));
+        let y = ty.index_select(0, &idx.to_device(ty.device()));
+        let cfg = ssl_core::eval::FinetuneConfig {
+            seed: inputs.finetune.seed.wrapping_add(seed),
+            train_subset: 0,
+            ..inputs.finetune.clone()
+        };
+        let tuned = ssl_core::eval::finetune(model.encoder, model.vars, &x, &y, vx, vy, &cfg, device);
+        restore_variables(model.vars, &snapshot, Path::new("the encoder before fine-tuning"))?;
+        Ok(tuned?.top1)
+    });
+    Ok(curve?)
 }
 
 /// `--label-budget`: linear probes on stratified subsets of the train split for the trained
-/// encoder's features, the untrained encoder's and the raw ones, as `eval.label_efficiency`
-/// rows (`budget`, `labels_per_class`, `seeds`, `mean_acc`, `std_acc`, `accs`, and
-/// `baseline`: each other set's `mean_acc` and `std_acc`), with a table on stderr and a PNG
-/// plot (accuracy against labels per class, log x axis, one line per set of features) written
-/// as `label_efficiency.png` in the run directory of `checkpoint`. `None` without the flag.
+/// encoder's features, the untrained encoder's and the raw ones (and with `--finetune`, both
+/// encoders fine-tuned on each subset), as `eval.label_efficiency` rows (`budget`,
+/// `labels_per_class`, `seeds`, `mean_acc`, `std_acc`, `accs` of the pretrained encoder's
+/// probe; `finetune`: the pretrained encoder fine-tuned; `baseline`: each other curve's
+/// `mean_acc` and `std_acc`), with a table on stderr and a PNG plot (accuracy against labels
+/// per class, log x axis, one line per curve) written as `label_efficiency.png` in the run
+/// directory of `checkpoint`. `None` without the flag.
 pub fn label_efficiency(
     args: &crate::LabelBudgetArgs,
     checkpoint: &Path,
@@ -466,6 +508,9 @@ pub fn label_efficiency(
     };
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
+    }
+    if args.finetune {
+        inputs.finetune.validate()?;
     }
     let cfg = LabelCurveConfig {
         budgets: parse_budgets(list)?,
@@ -481,40 +526,65 @@ pub fn label_efficiency(
             ssl_core::eval::extract_features(e, vx, bs, device)?,
         ))
     };
-    let (ours, random) = (feats(inputs.trained)?, feats(inputs.untrained)?);
-    let features = [("pretrained", ours.0, ours.1), ("random_init", random.0, random.1), inputs.raw];
-    let mut curves = Vec::with_capacity(features.len());
+    let (ours, random) = (feats(inputs.trained.encoder)?, feats(inputs.untrained.encoder)?);
+    let (raw_name, raw_train, raw_test) =
+        (inputs.raw.0, inputs.raw.1.shallow_clone(), inputs.raw.2.shallow_clone());
+    let features = [
+        ("pretrained", ours.0, ours.1),
+        ("random_init", random.0, random.1),
+        (raw_name, raw_train, raw_test),
+    ];
+    let mut curves = Vec::with_capacity(features.len() + 2);
     for (name, train, test) in &features {
         eprintln!(
             "label efficiency: probing {name} features at {} budgets x {} seeds",
             budgets.len(),
             args.seeds
         );
-        curves.push(label_curve(train, train_y, test, test_y, &cfg, device)?);
+        curves.push((name.to_string(), label_curve(train, train_y, test, test_y, &cfg, device)?));
+    }
+    if args.finetune {
+        for (name, model) in
+            [("pretrained_finetune", inputs.trained), ("random_init_finetune", inputs.untrained)]
+        {
+            eprintln!(
+                "label efficiency: fine-tuning the {} encoder at {} budgets x {} seeds ({} epochs each)",
+                name.trim_end_matches("_finetune"),
+                budgets.len(),
+                args.seeds,
+                inputs.finetune.epochs
+            );
+            curves.push((name.to_string(), finetune_curve(model, &inputs, budgets, args.seeds, device)?));
+        }
     }
     let mut rows = Vec::with_capacity(budgets.len());
-    let header: Vec<String> = features.iter().map(|f| format!("{:>17}", f.0)).collect();
+    let header: Vec<String> = curves.iter().map(|c| format!("{:>20}", c.0)).collect();
     eprintln!("{:>8} {:>12} {}", "budget", "labels/class", header.join(" "));
-    for (i, own) in curves[0].iter().enumerate() {
+    for (i, own) in curves[0].1.iter().enumerate() {
         let mut row = serde_json::to_value(own)?;
         let mut baseline = serde_json::Map::new();
-        for (f, curve) in features.iter().zip(&curves).skip(1) {
-            baseline.insert(
-                f.0.to_string(),
-                serde_json::json!({ "mean_acc": curve[i].mean_acc, "std_acc": curve[i].std_acc }),
-            );
+        for (name, curve) in curves.iter().skip(1) {
+            let r = &curve[i];
+            if name == "pretrained_finetune" {
+                row["finetune"] =
+                    serde_json::json!({ "mean_acc": r.mean_acc, "std_acc": r.std_acc, "accs": r.accs });
+            } else {
+                baseline.insert(
+                    name.clone(),
+                    serde_json::json!({ "mean_acc": r.mean_acc, "std_acc": r.std_acc }),
+                );
+            }
         }
         row["baseline"] = serde_json::Value::Object(baseline);
         rows.push(row);
         let cells: Vec<String> =
-            curves.iter().map(|c| format!("{:>9.3} ± {:.3}", c[i].mean_acc, c[i].std_acc)).collect();
+            curves.iter().map(|c| format!("{:>12.3} ± {:.3}", c.1[i].mean_acc, c.1[i].std_acc)).collect();
         eprintln!("{:>8} {:>12.1} {}", own.budget, own.labels_per_class, cells.join(" "));
     }
-    let series: Vec<crate::plot::Series> = features
+    let series: Vec<crate::plot::Series> = curves
         .iter()
-        .zip(&curves)
-        .map(|(f, c)| crate::plot::Series {
-            name: f.0.to_string(),
+        .map(|(name, c)| crate::plot::Series {
+            name: name.clone(),
             points: c.iter().map(|r| (r.labels_per_class, r.mean_acc)).collect(),
             errors: Some(c.iter().map(|r| r.std_acc).collect()),
         })
@@ -522,7 +592,11 @@ pub fn label_efficiency(
     let chart = crate::plot::Chart {
         title: "label efficiency",
         x_label: "labelled examples per class",
-        y_label: "test accuracy (linear probe)",
+        y_label: if args.finetune {
+            "test accuracy (linear probe, fine-tuned)"
+        } else {
+            "test accuracy (linear probe)"
+        },
         log_x: true,
         y_range: (0.0, 1.0),
     };
@@ -574,30 +648,136 @@ pub fn apply_finetune_flags(ft: &mut ssl_core::eval::FinetuneConfig, args: &Fine
     ft.head_lr_scale = args.head_lr_scale.unwrap_or(ft.head_lr_scale);
     ft.batch_size = args.batch_size.unwrap_or(ft.batch_size);
     ft.train_subset = args.train_subset.unwrap_or(ft.train_subset);
+    ft.freeze_epochs = args.freeze_epochs.unwrap_or(ft.freeze_epochs);
+    ft.weight_decay = args.weight_decay.unwrap_or(ft.weight_decay);
+    ft.warmup_fraction = args.warmup_fraction.unwrap_or(ft.warmup_fraction);
     Ok(ft.validate()?)
 }
 
-/// `ssl finetune`'s report: with `--baseline` first `run(true)` (the untrained encoder), then
-/// `run(false)` (the checkpoint's), printed as JSON. `inputs` names what is fine-tuned on.
+/// What `ssl finetune` fine-tunes: the checkpoint, the config, the flags, a description of the
+/// labelled inputs and the class names (label `i` is `classes[i]`).
+pub struct FinetuneJob<'a> {
+    /// The pretrained checkpoint.
+    pub ck: &'a ssl_core::checkpoint::LoadedCheckpoint,
+    /// The resolved fine-tuning config.
+    pub ft: &'a ssl_core::eval::FinetuneConfig,
+    /// The command's flags.
+    pub args: &'a FinetuneArgs,
+    /// What is fine-tuned on, for the log (`"500 labelled images"`).
+    pub inputs: String,
+    /// The class names, by label.
+    pub classes: &'a [String],
+}
+
+/// The `--out` directory of `ssl finetune`: the flag's, or `runs/METHOD-finetune-UNIXTIME`.
+/// A non-empty one is refused unless `--force` is given (it is replaced only once the
+/// fine-tuned model is complete).
+fn finetune_out_dir(args: &FinetuneArgs, method: &str) -> Result<PathBuf> {
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let base = PathBuf::from("runs").join(format!("{method}-finetune-{secs}"));
+            // Two fine-tunings started in the same second get their own directories.
+            (1..)
+                .map(|i| if i == 1 { base.clone() } else { PathBuf::from(format!("{}-{i}", base.display())) })
+                .find(|d| !d.exists())
+                .unwrap_or(base)
+        }
+    };
+    let non_empty = fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if non_empty && !args.force {
+        bail!("--out {} is not empty; pass --force to replace it, or another --out", dir.display());
+    }
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {} is a file, not a directory", dir.display());
+    }
+    Ok(dir)
+}
+
+/// `ssl finetune`: with `--baseline` first `run(true)` (the untrained encoder), then
+/// `run(false)` (the checkpoint's, changed in place), whose model `model_vars()` returns
+/// afterwards. Saves the fine-tuned model to the `--out` run directory and prints the report
+/// as JSON. The directory is written whole or not at all: everything goes to a hidden sibling
+/// first, which is renamed into place. It holds
+/// - `checkpoints/step-N/`: a checkpoint of the method (the pretrained one's metadata, every
+///   variable, the encoder's fine-tuned), which `ssl evaluate` and `ssl embed` read;
+/// - `head.safetensors`: the classifier, `weight` `[classes, D]` and `bias` `[classes]`, on
+///   the encoder's representation;
+/// - `classes.txt`: the class names, one per line, in label order;
+/// - `summary.json`: `method`, `checkpoint` (the pretrained one), `eval.finetune_acc` (and
+///   `eval.random_init_finetune_acc` with `--baseline`), the full report and the config.
 pub fn finetune_report(
-    ck: &ssl_core::checkpoint::LoadedCheckpoint,
-    ft: &ssl_core::eval::FinetuneConfig,
-    args: &FinetuneArgs,
-    inputs: &str,
-    mut run: impl FnMut(bool) -> Result<ssl_core::eval::FinetuneReport>,
+    job: FinetuneJob<'_>,
+    mut run: impl FnMut(bool) -> Result<ssl_core::eval::Finetuned>,
+    model_vars: impl FnOnce() -> Vec<(String, ssl_core::tch::Tensor)>,
 ) -> Result<()> {
+    let (ck, ft, args) = (job.ck, job.ft, job.args);
+    let out = finetune_out_dir(args, &ck.meta.method)?;
     let mut eval = serde_json::json!({});
     if args.baseline {
         eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
-        eval["random_init_finetune_acc"] = run(true)?.top1.into();
+        eval["random_init_finetune_acc"] = run(true)?.report.top1.into();
     }
-    eprintln!("fine-tuning the pretrained encoder on {inputs} ({} epochs)", ft.epochs);
+    eprintln!("fine-tuning the pretrained encoder on {} ({} epochs)", job.inputs, ft.epochs);
     let ours = run(false)?;
-    eval["finetune_acc"] = ours.top1.into();
-    eval["finetune"] = serde_json::to_value(&ours)?;
+    if ours.report.classes as usize != job.classes.len() {
+        bail!(
+            "the labelled data has {} classes but its labels reach {}",
+            job.classes.len(),
+            ours.report.classes
+        );
+    }
+    eval["finetune_acc"] = ours.report.top1.into();
+    eval["finetune"] = serde_json::to_value(&ours.report)?;
     eval["config"] = serde_json::to_value(ft)?;
-    let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": eval });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    let summary = serde_json::json!({
+        "method": ck.meta.method,
+        "checkpoint": ck.path,
+        "step": ck.meta.step,
+        "classes": job.classes,
+        "eval": eval,
+    });
+
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "finetune".into());
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let written = (|| -> Result<()> {
+        ssl_core::checkpoint::save(&tmp, &ck.meta, &model_vars(), &[])?;
+        let head = ssl_core::checkpoint::named_variables(&ours.head);
+        let head: Vec<(String, ssl_core::tch::Tensor)> = head
+            .into_iter()
+            .map(|(n, t)| {
+                (n.trim_start_matches("head.").to_string(), t.to_device(ssl_core::tch::Device::Cpu))
+            })
+            .collect();
+        let head_path = tmp.join("head.safetensors");
+        ssl_core::tch::Tensor::write_safetensors(&head, &head_path)
+            .with_context(|| format!("cannot write {}", head_path.display()))?;
+        let mut classes = job.classes.join("\n");
+        classes.push('\n');
+        write_atomic(&tmp, "classes.txt", classes.as_bytes())?;
+        write_summary(&tmp, &summary)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if out.exists() {
+        fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    fs::rename(&tmp, &out)
+        .with_context(|| format!("cannot move the fine-tuned model to {}", out.display()))?;
+    eprintln!("fine-tuned model saved to {}", out.display());
+    let mut printed = summary;
+    printed["out"] = serde_json::json!(out);
+    println!("{}", serde_json::to_string_pretty(&printed)?);
     Ok(())
 }
 

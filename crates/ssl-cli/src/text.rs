@@ -656,8 +656,8 @@ fn evaluation<M: TextMethod>(
     let mut summary = run::eval_summary(&ours, &random, None);
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
-        let random = fine_tune(&untrained, sets, ft, device)?;
-        let ours = fine_tune(trained, sets, ft, device)?;
+        let random = fine_tune(&untrained, sets, ft, device)?.report;
+        let ours = fine_tune(trained, sets, ft, device)?.report;
         summary["finetune_acc"] = ours.top1.into();
         summary["random_init_finetune_acc"] = random.top1.into();
         summary["finetune"] = serde_json::to_value(&ours)?;
@@ -679,10 +679,10 @@ fn fine_tune<M: TextMethod>(
     sets: &ProbeSets,
     ft: &FinetuneConfig,
     device: Device,
-) -> Result<ssl_core::eval::FinetuneReport> {
+) -> Result<ssl_core::eval::Finetuned> {
     let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
     let (encoder, vars) = model.encoder_parts();
-    Ok(ssl_core::eval::finetune(encoder, vars, tx, ty, vx, vy, ft, device)?)
+    Ok(ssl_core::eval::finetune_with_head(encoder, vars, tx, ty, vx, vy, ft, device)?)
 }
 
 fn print_table(summary: &serde_json::Value) {
@@ -751,18 +751,21 @@ pub fn evaluate<M: TextMethod>(ck: LoadedCheckpoint, eval_args: &crate::Evaluate
     let Some(sets) = probe_sets::<M>(&cfg.data, &tok)? else {
         bail!("no labelled data to probe on: pass --probe-train FILE --probe-test FILE (JSONL)");
     };
-    let cfg = RunConfig::<M> { finetune: None, ..cfg };
+    let ft = cfg.finetune.take().unwrap_or_else(|| finetune_defaults(cfg.data.corpus.is_none()));
     let mut report = evaluation(&cfg, &objective, &sets, device)?;
     if eval_args.budget.label_budget.is_some() {
         let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
         let untrained = build(&cfg, device)?;
         let (vocab, pad) = (tok.vocab_size() as i64, i64::from(tok.specials().pad));
+        let ((trained_encoder, trained_vars), (untrained_encoder, untrained_vars)) =
+            (objective.encoder_parts(), untrained.encoder_parts());
         let inputs = run::LabelInputs {
-            trained: objective.encoder(),
-            untrained: untrained.encoder(),
+            trained: run::Tunable { encoder: trained_encoder, vars: trained_vars },
+            untrained: run::Tunable { encoder: untrained_encoder, vars: untrained_vars },
             train: (tx, ty),
             test: (vx, vy),
             raw: ("bag_of_words", bag_of_words(tx, vocab, pad), bag_of_words(vx, vocab, pad)),
+            finetune: ft,
         };
         if let Some(rows) = run::label_efficiency(&eval_args.budget, &ck.path, inputs, &cfg.eval, device)? {
             report["label_efficiency"] = rows;
@@ -781,14 +784,24 @@ pub fn finetune<M: TextMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs)
     let Some(sets) = probe_sets::<M>(&cfg.data, &tok)? else {
         bail!("no labelled data to fine-tune on: pass --probe-train FILE --probe-test FILE (JSONL)");
     };
-    let inputs = format!("{} labelled texts", sets.train.1.size()[0]);
-    run::finetune_report(&ck, &ft, args, &inputs, |untrained| {
-        if untrained {
-            fine_tune(&build(&cfg, device)?, &sets, &ft, device)
-        } else {
-            fine_tune(&objective, &sets, &ft, device)
-        }
-    })
+    let job = run::FinetuneJob {
+        ck: &ck,
+        ft: &ft,
+        args,
+        inputs: format!("{} labelled texts", sets.train.1.size()[0]),
+        classes: &sets.classes,
+    };
+    run::finetune_report(
+        job,
+        |untrained| {
+            if untrained {
+                fine_tune(&build(&cfg, device)?, &sets, &ft, device)
+            } else {
+                fine_tune(&objective, &sets, &ft, device)
+            }
+        },
+        || checkpoint::named_variables(objective.var_store()),
+    )
 }
 
 /// Writes the representations of a text file or folder's documents (labels -1), or of the

@@ -375,6 +375,7 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
 struct ProbeSets {
     train: (Tensor, Tensor),
     test: (Tensor, Tensor),
+    classes: Vec<String>,
 }
 
 fn probe_sets(data: &DataConfig) -> Result<Option<ProbeSets>> {
@@ -397,11 +398,13 @@ fn probe_sets(data: &DataConfig) -> Result<Option<ProbeSets>> {
             Ok(Some(ProbeSets {
                 train: labelled_tensors(&train_set, size, norm)?,
                 test: labelled_tensors(&test_set, size, norm)?,
+                classes: train_set.classes().to_vec(),
             }))
         }
         (None, None, None) => Ok(Some(ProbeSets {
             train: labelled_tensors(&Shapes::new(&data.shapes, Split::Train)?, size, norm)?,
             test: labelled_tensors(&Shapes::new(&data.shapes, Split::Test)?, size, norm)?,
+            classes: ssl_vision::shapes::CLASSES.iter().map(|c| c.to_string()).collect(),
         })),
         _ => Ok(None),
     }
@@ -452,9 +455,9 @@ fn fine_tune<M: VisionMethod>(
     sets: &ProbeSets,
     ft: &FinetuneConfig,
     device: Device,
-) -> Result<ssl_core::eval::FinetuneReport> {
+) -> Result<ssl_core::eval::Finetuned> {
     let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
-    Ok(ssl_core::eval::finetune(model.encoder(), model.var_store(), tx, ty, vx, vy, ft, device)?)
+    Ok(ssl_core::eval::finetune_with_head(model.encoder(), model.var_store(), tx, ty, vx, vy, ft, device)?)
 }
 
 /// Probes the trained encoder, the same encoder untrained, and the raw pixels; with a
@@ -474,8 +477,8 @@ fn evaluation<M: VisionMethod>(
     let mut summary = run::eval_summary(&ours, &random, Some(("raw_input", &raw)));
     if let Some(ft) = &cfg.finetune {
         eprintln!("fine-tuning the untrained and the trained encoder ({} epochs)", ft.epochs);
-        let random = fine_tune(&untrained, sets, ft, device)?;
-        let ours = fine_tune(trained, sets, ft, device)?;
+        let random = fine_tune(&untrained, sets, ft, device)?.report;
+        let ours = fine_tune(trained, sets, ft, device)?.report;
         summary["finetune_acc"] = ours.top1.into();
         summary["random_init_finetune_acc"] = random.top1.into();
         summary["finetune"] = serde_json::to_value(&ours)?;
@@ -535,16 +538,18 @@ pub fn evaluate<M: VisionMethod>(
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to probe on: pass --probe-train DIR --probe-test DIR");
     };
+    let ft = cfg.finetune.take().unwrap_or_else(|| finetune_defaults::<M>(cfg.data.folder.is_none()));
     let mut report = evaluation(&cfg, &objective, &sets, device)?;
     if budget.label_budget.is_some() {
         let ((tx, ty), (vx, vy)) = (&sets.train, &sets.test);
         let untrained = build(&cfg, device)?;
         let inputs = run::LabelInputs {
-            trained: objective.encoder(),
-            untrained: untrained.encoder(),
+            trained: run::Tunable { encoder: objective.encoder(), vars: objective.var_store() },
+            untrained: run::Tunable { encoder: untrained.encoder(), vars: untrained.var_store() },
             train: (tx, ty),
             test: (vx, vy),
             raw: ("raw_input", tx.flatten(1, -1), vx.flatten(1, -1)),
+            finetune: ft,
         };
         if let Some(rows) = run::label_efficiency(budget, &ck.path, inputs, &cfg.eval, device)? {
             report["label_efficiency"] = rows;
@@ -566,14 +571,24 @@ pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArg
     let Some(sets) = probe_sets(&cfg.data)? else {
         bail!("no labelled data to fine-tune on: pass --probe-train DIR --probe-test DIR");
     };
-    let inputs = format!("{} labelled images", sets.train.1.size()[0]);
-    run::finetune_report(&ck, &ft, args, &inputs, |untrained| {
-        if untrained {
-            fine_tune(&build(&cfg, device)?, &sets, &ft, device)
-        } else {
-            fine_tune(&objective, &sets, &ft, device)
-        }
-    })
+    let job = run::FinetuneJob {
+        ck: &ck,
+        ft: &ft,
+        args,
+        inputs: format!("{} labelled images", sets.train.1.size()[0]),
+        classes: &sets.classes,
+    };
+    run::finetune_report(
+        job,
+        |untrained| {
+            if untrained {
+                fine_tune(&build(&cfg, device)?, &sets, &ft, device)
+            } else {
+                fine_tune(&objective, &sets, &ft, device)
+            }
+        },
+        || checkpoint::named_variables(objective.var_store()),
+    )
 }
 
 /// Writes the representations of a folder's images (or of the embedded held-out split) to a

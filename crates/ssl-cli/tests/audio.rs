@@ -106,7 +106,14 @@ fn cpc_runs_end_to_end_and_its_checkpoint_evaluates_fine_tunes_and_embeds() {
     let rows = report["eval"]["label_efficiency"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows[0]["baseline"]["logmel"]["mean_acc"].is_number(), "{report}");
-    let o = ssl(&["finetune", "--checkpoint", "cpc", "--epochs", "1", "--baseline"], tmp.path());
+    let o = ssl(&["finetune", "cpc", "--epochs", "1", "--baseline", "--out", "ft"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The fine-tuned model is saved with its classes; `ssl evaluate` reads it back.
+    let classes = std::fs::read_to_string(tmp.path().join("ft/classes.txt")).unwrap();
+    let head = ssl_core::tch::Tensor::read_safetensors(tmp.path().join("ft/head.safetensors")).unwrap();
+    let bias = &head.iter().find(|(n, _)| n == "bias").unwrap().1;
+    assert_eq!(bias.size(), [classes.lines().count() as i64]);
+    let o = ssl(&["evaluate", "ft"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let o = ssl(&["embed", "--checkpoint", "cpc", "--output", "z.safetensors"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));

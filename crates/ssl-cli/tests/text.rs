@@ -135,8 +135,12 @@ fn bert_runs_end_to_end_and_its_checkpoint_evaluates_fine_tunes_and_embeds() {
     let rows = report["eval"]["label_efficiency"].as_array().unwrap();
     assert_eq!(rows[0]["seeds"].as_u64(), Some(3));
     assert!(rows[1]["baseline"]["bag_of_words"]["mean_acc"].is_number(), "{report}");
-    let o = ssl(&["finetune", "--checkpoint", "bert", "--epochs", "1"], tmp.path());
+    let o = ssl(&["finetune", "bert", "--epochs", "1", "--out", "ft"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
+    let ft = summary(&tmp.path().join("ft"));
+    assert_eq!(ft["method"], "bert");
+    assert!(ft["eval"]["finetune_acc"].as_f64().is_some(), "{ft}");
+    assert!(tmp.path().join("ft/head.safetensors").exists());
     let o = ssl(&["embed", "--checkpoint", "bert", "--output", "z.safetensors"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(tmp.path().join("z.safetensors").exists());

@@ -125,9 +125,11 @@ heads = 2
     assert_eq!((png.width(), png.height()), (4 * 17 + 1, 8 * 17 + 1));
     let o = ssl(&["embed", "--checkpoint", "run", "--output", "emb.safetensors"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    // `ssl finetune` with layer-wise decay and the random-init baseline.
-    let ft = ["finetune", "--checkpoint", "run", "--epochs", "1", "--train-subset", "16", "--baseline"];
-    let o = ssl(&[&ft[..], &["--layer-decay", "0.75"]].concat(), tmp.path());
+    // `ssl finetune` with layer-wise decay, a frozen first epoch and the random-init baseline,
+    // saving the fine-tuned model.
+    let ft =
+        ["finetune", "run", "--epochs", "2", "--freeze-epochs", "1", "--train-subset", "16", "--baseline"];
+    let o = ssl(&[&ft[..], &["--layer-decay", "0.75", "--out", "ft"]].concat(), tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for key in ["finetune_acc", "random_init_finetune_acc"] {
@@ -135,9 +137,40 @@ heads = 2
         assert!((0.0..=1.0).contains(&v), "eval.{key} in {report}");
     }
     assert_eq!(report["eval"]["config"]["layer_decay"], 0.75);
+    assert_eq!(report["eval"]["config"]["freeze_epochs"], 1);
     assert_eq!(report["eval"]["config"]["batch_size"], 8, "the run's [finetune] table fills the rest");
-    let o = ssl(&[&ft[..], &["--layer-decay", "1.5"]].concat(), tmp.path());
+    let ft_dir = tmp.path().join("ft");
+    assert_eq!(summary(&ft_dir)["eval"]["finetune_acc"], report["eval"]["finetune_acc"]);
+    let classes = std::fs::read_to_string(ft_dir.join("classes.txt")).unwrap();
+    assert_eq!(classes.lines().count(), 8, "{classes}");
+    let head = ssl_core::tch::Tensor::read_safetensors(ft_dir.join("head.safetensors")).unwrap();
+    let shape = |name: &str| head.iter().find(|(n, _)| n == name).map(|(_, t)| t.size());
+    assert_eq!((shape("weight"), shape("bias")), (Some(vec![8, 32]), Some(vec![8])));
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The saved model is a checkpoint of the method: its encoder embeds differently from the
+    // pretrained one.
+    let o = ssl(&["embed", "ft", "--output", "emb-ft.safetensors"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |f: &str| {
+        let t = ssl_core::tch::Tensor::read_safetensors(tmp.path().join(f)).unwrap();
+        t.into_iter().find(|(n, _)| n == "embeddings").unwrap().1
+    };
+    let (before, after) = (read("emb.safetensors"), read("emb-ft.safetensors"));
+    assert_eq!(before.size(), after.size());
+    assert!(!before.allclose(&after, 1e-4, 1e-4, false), "fine-tuning left the encoder unchanged");
+    // An existing --out is not overwritten without --force; a bad flag leaves nothing behind.
+    let o = ssl(&[&ft[..], &["--out", "ft"]].concat(), tmp.path());
+    assert!(!o.status.success() && stderr(&o).contains("--out"), "{}", stderr(&o));
+    let o = ssl(&[&ft[..], &["--layer-decay", "1.5", "--out", "ft2"]].concat(), tmp.path());
     assert!(!o.status.success() && stderr(&o).contains("finetune.layer_decay"), "{}", stderr(&o));
+    assert!(!tmp.path().join("ft2").exists());
+    let o = ssl(&["finetune", "run", "--epochs", "2", "--freeze-epochs", "2", "--out", "ft2"], tmp.path());
+    assert!(!o.status.success() && stderr(&o).contains("finetune.freeze_epochs"), "{}", stderr(&o));
     // A ViT built for another image size than the data's is refused before anything is written.
     let bad = write(
         tmp.path(),
@@ -231,6 +264,18 @@ fn a_run_resumes_evaluates_and_embeds() {
     assert!(stderr(&o).contains("labels/class"), "{}", stderr(&o));
     let png = image::open(tmp.path().join("run/label_efficiency.png")).unwrap();
     assert!(png.width() > 100 && png.height() > 100);
+    // With --finetune both encoders are also fine-tuned on every subset.
+    // The same budget twice: the pretrained weights are put back after each fine-tuning, so
+    // the second starts where the first did and ends the same.
+    let o = ssl(&["eval", "run", "--label-budget", "2,2", "--seeds", "2", "--finetune"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ft_rows = report["eval"]["label_efficiency"].as_array().unwrap();
+    let row = &ft_rows[0];
+    assert_eq!(row["finetune"]["accs"].as_array().map(Vec::len), Some(2), "{row}");
+    assert!(row["baseline"]["random_init_finetune"]["mean_acc"].is_number(), "{row}");
+    assert_eq!(row["finetune"], ft_rows[1]["finetune"]);
+    assert_eq!(row["mean_acc"], rows[1]["mean_acc"], "the probe is the one without --finetune");
     let o = ssl(&["eval", "--checkpoint", "run", "--label-budget", "0"], tmp.path());
     assert!(!o.status.success() && stderr(&o).contains("--label-budget"), "{}", stderr(&o));
     let o = ssl(&["embed", "--checkpoint", "run", "--output", "emb.safetensors"], tmp.path());

@@ -66,6 +66,12 @@ pub struct FinetuneConfig {
     /// cosine decay, in `[0, 1)`. Default 0 (vision recipes); BERT's fine-tuning warms up over
     /// the first 10%, which keeps a transformer from collapsing in its first steps.
     pub warmup_fraction: f64,
+    /// Epochs at the start during which the encoder is frozen (evaluation mode, no gradients)
+    /// and only the head learns: the linear-probe-then-fine-tune protocol (LP-FT, Kumar et al.
+    /// 2022), which keeps a zero-initialised head's first, large gradients from distorting the
+    /// pretrained features. The encoder's warm-up and cosine decay then run over the remaining
+    /// epochs. Default 0; must be below `epochs`.
+    pub freeze_epochs: usize,
 }
 
 impl Default for FinetuneConfig {
@@ -80,6 +86,7 @@ impl Default for FinetuneConfig {
             train_subset: 0,
             layer_decay: 1.0,
             warmup_fraction: 0.0,
+            freeze_epochs: 0,
         }
     }
 }
@@ -114,6 +121,15 @@ impl FinetuneConfig {
                 format!("must be in [0, 1), got {}", self.warmup_fraction),
             ));
         }
+        if self.freeze_epochs >= self.epochs {
+            return Err(Error::config(
+                "finetune.freeze_epochs",
+                format!(
+                    "must be below finetune.epochs ({}) so the encoder trains at all, got {}",
+                    self.epochs, self.freeze_epochs
+                ),
+            ));
+        }
         if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
             return Err(Error::config(
                 "finetune.layer_decay",
@@ -133,6 +149,17 @@ pub struct FinetuneReport {
     pub train_top1: f64,
     /// Epochs trained.
     pub epochs: usize,
+    /// Number of classes of the head (the largest label + 1).
+    pub classes: i64,
+}
+
+/// A fine-tuned head and what [`finetune_with_head`] measured; the encoder was changed in place.
+#[derive(Debug)]
+pub struct Finetuned {
+    /// The accuracies.
+    pub report: FinetuneReport,
+    /// The linear head: `head.weight` `[classes, output_dim]` and `head.bias` `[classes]`.
+    pub head: nn::VarStore,
 }
 
 /// Fine-tunes `encoder` with a new linear head on the train split and reports top-1 accuracy on
@@ -187,6 +214,55 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     device: Device,
 ) -> Result<FinetuneReport> {
+    finetune_with_head(
+        encoder,
+        encoder_vars,
+        train_inputs,
+        train_labels,
+        test_inputs,
+        test_labels,
+        cfg,
+        device,
+    )
+    .map(|done| done.report)
+}
+
+/// [`finetune`], also returning the trained head, so that the fine-tuned classifier (the
+/// changed encoder and this head) can be saved and used.
+///
+/// ```
+/// use ssl_core::eval::{finetune_with_head, FinetuneConfig};
+/// use ssl_core::{Encoder, tch::{nn, nn::Module, Device, Tensor}};
+///
+/// struct Lin(nn::Linear);
+/// impl Encoder for Lin {
+///     fn output_dim(&self) -> i64 { 4 }
+///     fn encode(&self, x: &Tensor, _train: bool) -> Tensor { self.0.forward(x) }
+/// }
+/// ssl_core::tch::manual_seed(0);
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let encoder = Lin(nn::linear(vs.root() / "enc", 2, 4, Default::default()));
+/// let x = Tensor::from_slice(&[1.0f32, 0.2, 0.9, -0.1, -1.0, 0.1, -1.1, 0.3]).view([4, 2]);
+/// let y = Tensor::from_slice(&[1i64, 1, 0, 0]);
+/// // Two epochs of training the head alone, then the encoder too.
+/// let cfg = FinetuneConfig { epochs: 30, freeze_epochs: 2, lr: 1e-2, batch_size: 4, ..Default::default() };
+/// let done = finetune_with_head(&encoder, &vs, &x, &y, &x, &y, &cfg, Device::Cpu)?;
+/// assert_eq!(done.report.classes, 2);
+/// let names: Vec<String> = done.head.variables().into_keys().collect();
+/// assert!(names.contains(&"head.weight".to_string()), "{names:?}");
+/// # Ok::<(), ssl_core::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_with_head(
+    encoder: &dyn Encoder,
+    encoder_vars: &nn::VarStore,
+    train_inputs: &Tensor,
+    train_labels: &Tensor,
+    test_inputs: &Tensor,
+    test_labels: &Tensor,
+    cfg: &FinetuneConfig,
+    device: Device,
+) -> Result<Finetuned> {
     cfg.validate()?;
     if encoder_vars.device() != device {
         return Err(Error::Device {
@@ -241,15 +317,22 @@ pub fn finetune(
     let full = n_train as usize / cfg.batch_size;
     let steps_per_epoch = if full == 0 { 1 } else { full };
     let total = cfg.epochs * steps_per_epoch;
+    // The encoder's schedule starts when it is unfrozen.
+    let frozen_steps = cfg.freeze_epochs * steps_per_epoch;
+    let enc_total = total - frozen_steps;
+    let enc_warmup = (cfg.warmup_fraction * enc_total as f64).round() as usize;
+    let head_warmup = (cfg.warmup_fraction * total as f64).round() as usize;
     let mut step = 0;
     for epoch in 0..cfg.epochs {
+        let frozen = epoch < cfg.freeze_epochs;
         let batches = epoch_batches(n_train, cfg.batch_size, cfg.seed, "finetune", epoch, true, Device::Cpu);
         let mut last = None;
         for idx in batches {
             seed_torch(cfg.seed, "finetune", &[step as u64]);
             let x = train_inputs.index_select(0, &idx.to_device(input_device)).to_device(device);
             let y = train_labels.index_select(0, &idx.to_device(label_device)).to_device(device);
-            let z = encoder.encode(&x, true);
+            let z =
+                if frozen { tch::no_grad(|| encoder.encode(&x, false)) } else { encoder.encode(&x, true) };
             let b = rows(&x);
             if z.size() != [b, d] {
                 return Err(Error::shape("encoder output", format!("[{b}, {d}]"), &z.size()));
@@ -258,9 +341,10 @@ pub fn finetune(
             enc_opt.zero_grad();
             head_opt.zero_grad();
             loss.backward();
-            let warmup = (cfg.warmup_fraction * total as f64).round() as usize;
-            enc_opt.step(warmup_cosine_lr(cfg.lr, step, total, warmup))?;
-            head_opt.step(warmup_cosine_lr(head_lr, step, total, warmup))?;
+            if !frozen {
+                enc_opt.step(warmup_cosine_lr(cfg.lr, step - frozen_steps, enc_total, enc_warmup))?;
+            }
+            head_opt.step(warmup_cosine_lr(head_lr, step, total, head_warmup))?;
             last = Some(loss);
             step += 1;
         }
@@ -274,11 +358,13 @@ pub fn finetune(
         let logits = tch::no_grad(|| head.forward(&feats.to_device(device)));
         Ok(accuracy(&logits, &labels.to_device(device), 1))
     };
-    Ok(FinetuneReport {
+    let report = FinetuneReport {
         top1: evaluate(test_inputs, test_labels)?,
         train_top1: evaluate(train_inputs, train_labels)?,
         epochs: cfg.epochs,
-    })
+        classes: c,
+    };
+    Ok(Finetuned { report, head: head_vars })
 }
 
 #[cfg(test)]
@@ -350,6 +436,29 @@ mod tests {
         let bad = FinetuneConfig { layer_decay: 1.5, ..quick() };
         let e = bad.validate().expect_err("decay above 1");
         assert!(e.to_string().contains("finetune.layer_decay"), "{e}");
+    }
+
+    #[test]
+    fn frozen_epochs_train_the_head_alone_then_the_encoder() {
+        let (xtr, ytr) = blobs(20, 3, 8, 1.0, 4);
+        let (xte, yte) = blobs(10, 3, 8, 1.0, 5);
+        let run = |epochs: usize, freeze_epochs: usize| {
+            let (vs, enc) = setup(9);
+            let start = enc.l1.ws.copy();
+            let cfg = FinetuneConfig { epochs, freeze_epochs, ..quick() };
+            let done = finetune_with_head(&enc, &vs, &xtr, &ytr, &xte, &yte, &cfg, Device::Cpu).expect("ft");
+            let head = done.head.variables()["head.weight"].copy();
+            ((&enc.l1.ws - start).abs().max().double_value(&[]), head)
+        };
+        // One frozen epoch of two: the encoder moves only in the second.
+        let (moved, head) = run(2, 1);
+        assert!(moved > 0.0);
+        assert_eq!(head.size(), [3, 4]);
+        assert!(head.abs().sum(Kind::Float).double_value(&[]) > 0.0, "the head learned nothing");
+        let (unfrozen, _) = run(2, 0);
+        assert_ne!(moved, unfrozen);
+        let e = FinetuneConfig { epochs: 2, freeze_epochs: 2, ..quick() }.validate().expect_err("all frozen");
+        assert!(e.to_string().contains("finetune.freeze_epochs"), "{e}");
     }
 
     #[test]

@@ -145,16 +145,49 @@ pub fn label_curve(
     cfg: &LabelCurveConfig,
     device: Device,
 ) -> Result<Vec<BudgetResult>> {
-    let (budgets, seeds, probe) = (&cfg.budgets, cfg.seeds, &cfg.probe);
+    let probe = &cfg.probe;
+    // Standardisation statistics from the whole train split: its features are known without
+    // labels, and a handful of labelled rows would estimate them poorly.
+    let scaler = Standardizer::fit(train)?;
+    label_curve_with(train_y, &cfg.budgets, cfg.seeds, |idx, seed| {
+        let (x, y) = (
+            train.index_select(0, &idx.to_device(train.device())),
+            train_y.index_select(0, &idx.to_device(train_y.device())),
+        );
+        let cfg = LinearProbeConfig { seed: probe.seed.wrapping_add(seed), ..probe.clone() };
+        Ok(linear_probe_scaled(&x, &y, test, test_y, &scaler, &cfg, device)?.top1)
+    })
+}
+
+/// The protocol of [`label_curve`] with any learner: for every budget and seed `s` (one run
+/// for `All`), `score(indices, s)` trains on the rows `indices` (an int64 CPU tensor into the
+/// train split, from [`stratified_subset`]) and returns the test accuracy. Fine-tuning curves
+/// use this with [`finetune`](super::finetune).
+///
+/// ```
+/// use ssl_core::eval::label_efficiency::{label_curve_with, parse_budgets};
+/// use ssl_core::tch::Tensor;
+///
+/// let labels = Tensor::from_slice(&[0i64, 0, 0, 1, 1, 1]);
+/// let budgets = parse_budgets("1,all")?;
+/// // A "learner" whose accuracy is the share of the split it saw.
+/// let rows = label_curve_with(&labels, &budgets, 2, |idx, _seed| Ok(idx.size()[0] as f64 / 6.0))?;
+/// assert_eq!((rows[0].seeds, rows[0].mean_acc), (2, 2.0 / 6.0));
+/// assert_eq!((rows[1].seeds, rows[1].mean_acc, rows[1].labels_per_class), (1, 1.0, 3.0));
+/// # Ok::<(), ssl_core::Error>(())
+/// ```
+pub fn label_curve_with(
+    train_y: &Tensor,
+    budgets: &[LabelBudget],
+    seeds: usize,
+    mut score: impl FnMut(&Tensor, u64) -> Result<f64>,
+) -> Result<Vec<BudgetResult>> {
     if seeds == 0 {
         return Err(Error::invalid("--seeds", "must be at least 1"));
     }
     let labels = Vec::<i64>::try_from(train_y.to_device(Device::Cpu))
         .map_err(|e| Error::invalid("train labels", e.to_string()))?;
     let classes = labels.iter().collect::<std::collections::BTreeSet<_>>().len().max(1);
-    // Standardisation statistics from the whole train split: its features are known without
-    // labels, and a handful of labelled rows would estimate them poorly.
-    let scaler = Standardizer::fit(train)?;
     let mut rows = Vec::with_capacity(budgets.len());
     for &budget in budgets {
         let runs = if budget == LabelBudget::All { 1 } else { seeds };
@@ -164,12 +197,7 @@ pub fn label_curve(
             let idx = stratified_subset(&labels, budget, seed as u64);
             used = idx.len();
             let idx = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let (x, y) = (
-                train.index_select(0, &idx.to_device(train.device())),
-                train_y.index_select(0, &idx.to_device(train_y.device())),
-            );
-            let cfg = LinearProbeConfig { seed: probe.seed.wrapping_add(seed as u64), ..probe.clone() };
-            accs.push(linear_probe_scaled(&x, &y, test, test_y, &scaler, &cfg, device)?.top1);
+            accs.push(score(&idx, seed as u64)?);
         }
         let mean = accs.iter().sum::<f64>() / accs.len() as f64;
         let var = accs.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / accs.len() as f64;

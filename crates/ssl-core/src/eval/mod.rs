@@ -46,7 +46,7 @@ mod train_util;
 mod testutil;
 
 pub use features::{extract_features, validate_labelled, Standardizer};
-pub use finetune::{finetune, FinetuneConfig, FinetuneReport};
+pub use finetune::{finetune, finetune_with_head, FinetuneConfig, FinetuneReport, Finetuned};
 pub use knn::{knn_classify, KnnConfig, KnnReport, KnnResult};
 pub use linear_probe::{linear_probe, linear_probe_scaled, LinearProbeConfig, LinearProbeReport};
 pub use suite::{probe_encoder, probe_features, EvalConfig, ProbeSummary};
