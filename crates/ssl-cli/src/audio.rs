@@ -410,15 +410,10 @@ pub fn pretrain<M: AudioMethod>(args: &PretrainArgs) -> Result<()> {
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut objective, &loader)
         .context("training failed")?;
-    let mut summary = serde_json::json!({
-        "method": M::NAME,
-        "steps": report.steps,
-        "samples_per_sec": report.samples_per_sec,
-        "audio_seconds_per_sec": report.samples_per_sec * cfg.data.crop.crop_len as f64 / f64::from(cfg.data.sample_rate),
-        "final_loss": report.final_loss,
-        "device": report.device,
-        "wall_seconds": report.wall_seconds,
-    });
+    let mut summary = run::training_summary(&dir, M::NAME, &report)?;
+    summary["audio_seconds_per_sec"] = serde_json::json!(
+        report.samples_per_sec * cfg.data.crop.crop_len as f64 / f64::from(cfg.data.sample_rate)
+    );
     if !args.no_eval {
         match &probe {
             Some(sets) => summary["eval"] = evaluation(&cfg, &objective, sets, device)?,

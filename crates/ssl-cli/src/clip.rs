@@ -458,16 +458,9 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         Pairs::Files(f) => f.skipped().len(),
         Pairs::Scenes(_) => 0,
     };
-    let mut summary = serde_json::json!({
-        "method": Clip::NAME,
-        "training_pairs": loader.dataset().len(),
-        "skipped_pairs": skipped,
-        "steps": report.steps,
-        "samples_per_sec": report.samples_per_sec,
-        "final_loss": report.final_loss,
-        "device": report.device,
-        "wall_seconds": report.wall_seconds,
-    });
+    let mut summary = run::training_summary(&dir, Clip::NAME, &report)?;
+    summary["training_pairs"] = serde_json::json!(loader.dataset().len());
+    summary["skipped_pairs"] = serde_json::json!(skipped);
     if let Some(sets) = &sets {
         if sets.zero_shot.is_none() && sets.pairs.is_none() {
             eprintln!("nothing to evaluate on: pass --zero-shot DIR and/or --pairs FILE");

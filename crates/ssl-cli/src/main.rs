@@ -5,7 +5,6 @@
 
 mod audio;
 mod clip;
-mod plot;
 mod run;
 mod synthetic;
 mod text;

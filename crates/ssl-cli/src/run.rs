@@ -380,6 +380,62 @@ pub fn write_summary(dir: &Path, summary: &serde_json::Value) -> Result<()> {
     write_atomic(dir, "summary.json", &text)
 }
 
+/// The keys every pretraining `summary.json` starts with, from the trainer's report:
+/// `method`, `steps`, `samples_per_sec`, `final_loss`, `device`, `wall_seconds`,
+/// `step_time_median_s`, `step_time_p90_s` and `peak_host_memory_bytes`. Also draws the run's
+/// loss and learning-rate curves from its `metrics.jsonl` into `training_curves.png`.
+pub fn training_summary(
+    dir: &Path,
+    method: &str,
+    report: &ssl_core::trainer::TrainReport,
+) -> Result<serde_json::Value> {
+    plot_training_curves(dir)?;
+    Ok(serde_json::json!({
+        "method": method,
+        "steps": report.steps,
+        "samples_per_sec": report.samples_per_sec,
+        "final_loss": report.final_loss,
+        "device": report.device,
+        "wall_seconds": report.wall_seconds,
+        "step_time_median_s": report.step_time.median_s,
+        "step_time_p90_s": report.step_time.p90_s,
+        "peak_host_memory_bytes": report.peak_host_memory_bytes,
+    }))
+}
+
+/// Draws `training_curves.png` in a run directory from its `metrics.jsonl`: the loss (log
+/// scale when it is positive and spans more than a factor of 10) above the learning rate,
+/// both against the step. Nothing is drawn for a run without records.
+pub fn plot_training_curves(dir: &Path) -> Result<()> {
+    let path = dir.join("metrics.jsonl");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut loss, mut lr) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        let (Some(step), Some(l), Some(r)) = (v["step"].as_f64(), v["loss"].as_f64(), v["lr"].as_f64())
+        else {
+            bail!("{}:{}: a record needs numeric step, loss and lr", path.display(), i + 1);
+        };
+        loss.push((step, l));
+        lr.push((step, r));
+    }
+    if loss.is_empty() {
+        return Ok(());
+    }
+    let (lo, hi) = loss.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let loss_chart =
+        ssl_plot::Chart { log_y: lo > 0.0 && hi / lo > 10.0, ..ssl_plot::Chart::new("loss", "step", "loss") };
+    let lr_chart = ssl_plot::Chart::new("learning rate", "step", "lr");
+    let (loss, lr) =
+        ([ssl_plot::Series::new("training loss", loss)], [ssl_plot::Series::new("learning rate", lr)]);
+    ssl_plot::stacked_line_charts(
+        &dir.join("training_curves.png"),
+        &[(loss_chart, &loss[..]), (lr_chart, &lr[..])],
+    )?;
+    Ok(())
+}
+
 /// Resolves `--device` (or the config's) to a libtorch device.
 pub fn resolve_device(
     flag: Option<&str>,
@@ -581,27 +637,28 @@ pub fn label_efficiency(
             curves.iter().map(|c| format!("{:>12.3} ± {:.3}", c.1[i].mean_acc, c.1[i].std_acc)).collect();
         eprintln!("{:>8} {:>12.1} {}", own.budget, own.labels_per_class, cells.join(" "));
     }
-    let series: Vec<crate::plot::Series> = curves
+    let series: Vec<ssl_plot::Series> = curves
         .iter()
-        .map(|(name, c)| crate::plot::Series {
-            name: name.clone(),
-            points: c.iter().map(|r| (r.labels_per_class, r.mean_acc)).collect(),
-            errors: Some(c.iter().map(|r| r.std_acc).collect()),
+        .map(|(name, c)| {
+            ssl_plot::Series::new(name.clone(), c.iter().map(|r| (r.labels_per_class, r.mean_acc)).collect())
+                .with_errors(c.iter().map(|r| r.std_acc).collect())
         })
         .collect();
-    let chart = crate::plot::Chart {
-        title: "label efficiency",
-        x_label: "labelled examples per class",
-        y_label: if args.finetune {
-            "test accuracy (linear probe, fine-tuned)"
-        } else {
-            "test accuracy (linear probe)"
-        },
+    let chart = ssl_plot::Chart {
         log_x: true,
-        y_range: (0.0, 1.0),
+        y_range: Some((0.0, 1.0)),
+        ..ssl_plot::Chart::new(
+            "label efficiency",
+            "labelled examples per class",
+            if args.finetune {
+                "test accuracy (linear probe, fine-tuned)"
+            } else {
+                "test accuracy (linear probe)"
+            },
+        )
     };
     let png = run_dir_of(checkpoint).join("label_efficiency.png");
-    crate::plot::line_chart(&png, &chart, &series)?;
+    ssl_plot::line_chart(&png, &chart, &series)?;
     eprintln!("label-efficiency plot: {}", png.display());
     Ok(Some(serde_json::Value::Array(rows)))
 }

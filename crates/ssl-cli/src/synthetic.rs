@@ -109,14 +109,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         .fit(&mut objective, &loader)
         .context("training failed")?;
 
-    let mut summary = serde_json::json!({
-        "method": "synthetic",
-        "steps": report.steps,
-        "samples_per_sec": report.samples_per_sec,
-        "final_loss": report.final_loss,
-        "device": report.device,
-        "wall_seconds": report.wall_seconds,
-    });
+    let mut summary = run::training_summary(&dir, "synthetic", &report)?;
     if !args.no_eval {
         summary["eval"] = evaluation(&cfg, &objective, device)?;
     }

@@ -599,15 +599,8 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
         }
     };
 
-    let mut summary = serde_json::json!({
-        "method": M::NAME,
-        "steps": report.steps,
-        "samples_per_sec": report.samples_per_sec,
-        "tokens_per_sec": report.samples_per_sec * cfg.data.block_len as f64,
-        "final_loss": report.final_loss,
-        "device": report.device,
-        "wall_seconds": report.wall_seconds,
-    });
+    let mut summary = run::training_summary(&dir, M::NAME, &report)?;
+    summary["tokens_per_sec"] = serde_json::json!(report.samples_per_sec * cfg.data.block_len as f64);
     if !args.no_eval {
         let counts = unigram_counts(&blocks.train, tok.vocab_size(), Some(tok.specials().pad));
         let held = HeldOut { blocks: &blocks.held_out, counts: &counts, tokenizer: &tok };

@@ -346,14 +346,7 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
         })
         .context("training failed")?;
 
-    let mut summary = serde_json::json!({
-        "method": M::NAME,
-        "steps": report.steps,
-        "samples_per_sec": report.samples_per_sec,
-        "final_loss": report.final_loss,
-        "device": report.device,
-        "wall_seconds": report.wall_seconds,
-    });
+    let mut summary = run::training_summary(&dir, M::NAME, &report)?;
     if let Some(images) = &picture_images {
         let path = dir.join("reconstructions.png");
         draw_pictures(&objective, images, &path)?;

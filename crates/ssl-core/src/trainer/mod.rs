@@ -50,6 +50,54 @@ pub struct TrainReport {
     pub resumed_from: Option<u64>,
     /// The last checkpoint written, if any.
     pub last_checkpoint: Option<PathBuf>,
+    /// Timing of this process's optimiser steps (data, forward, backward, update; not the
+    /// logging or checkpoints), the first tenth of them left out as warm-up.
+    pub step_time: StepTimes,
+    /// The process's peak resident host memory so far, in bytes (`VmHWM`; `None` where the
+    /// system does not say).
+    pub peak_host_memory_bytes: Option<u64>,
+}
+
+/// Median and 90th percentile of a run's step times, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepTimes {
+    /// Steps timed (after the warm-up).
+    pub steps: usize,
+    /// The median step time.
+    pub median_s: f64,
+    /// The 90th-percentile step time (nearest rank).
+    pub p90_s: f64,
+}
+
+impl StepTimes {
+    /// The statistics of `durations` (seconds, in step order) after dropping the first tenth
+    /// (rounded down) as warm-up: allocator growth, lazy initialisation, cache misses.
+    ///
+    /// ```
+    /// use ssl_core::trainer::StepTimes;
+    /// let mut d = vec![9.0]; // a slow first step, dropped as warm-up
+    /// d.extend((1..=10).map(f64::from));
+    /// let t = StepTimes::from_durations(&d);
+    /// assert_eq!((t.steps, t.median_s, t.p90_s), (10, 5.0, 9.0));
+    /// ```
+    pub fn from_durations(durations: &[f64]) -> Self {
+        let mut timed: Vec<f64> = durations[durations.len() / 10..].to_vec();
+        if timed.is_empty() {
+            return Self::default();
+        }
+        timed.sort_by(f64::total_cmp);
+        let rank = |q: f64| timed[((q * timed.len() as f64).ceil() as usize).clamp(1, timed.len()) - 1];
+        Self { steps: timed.len(), median_s: rank(0.5), p90_s: rank(0.9) }
+    }
+}
+
+/// The peak resident memory of this process in bytes, from `/proc/self/status` (`VmHWM`);
+/// `None` where that file does not exist (not Linux) or says nothing.
+pub fn peak_host_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Runs an [`Objective`] over a [`DataLoader`].
@@ -213,8 +261,10 @@ impl Trainer {
         let mut final_loss = f64::NAN;
         let mut last_checkpoint = None;
         let accum = cfg.accumulation_steps;
+        let mut durations = Vec::with_capacity(end.saturating_sub(start_step) as usize);
 
         for step in start_step..end {
+            let step_started = Instant::now();
             let mut metrics = BTreeMap::new();
             for micro in 0..accum {
                 let (next, batch) = batches
@@ -264,6 +314,7 @@ impl Trainer {
             optimizer.zero_grad();
             let ctx = StepContext { step, total_steps: cfg.steps, micro_step: accum - 1, device };
             objective.after_step(&ctx)?;
+            durations.push(step_started.elapsed().as_secs_f64());
             window.steps += 1;
 
             let done = step + 1;
@@ -317,6 +368,8 @@ impl Trainer {
             wall_seconds: wall,
             resumed_from,
             last_checkpoint,
+            step_time: StepTimes::from_durations(&durations),
+            peak_host_memory_bytes: peak_host_memory_bytes(),
         })
     }
 }
@@ -358,4 +411,29 @@ fn progress_bar(cfg: &TrainConfig, start: u64, end: u64) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_times_drop_the_warm_up_and_take_nearest_ranks() {
+        assert_eq!(StepTimes::from_durations(&[]), StepTimes::default());
+        let one = StepTimes::from_durations(&[0.5]);
+        assert_eq!((one.steps, one.median_s, one.p90_s), (1, 0.5, 0.5));
+        // 20 steps: the first two (a tenth) are warm-up.
+        let mut d = vec![100.0, 100.0];
+        d.extend((1..=18).map(f64::from));
+        let t = StepTimes::from_durations(&d);
+        assert_eq!((t.steps, t.median_s, t.p90_s), (18, 9.0, 17.0));
+    }
+
+    #[test]
+    fn peak_host_memory_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let bytes = peak_host_memory_bytes().expect("VmHWM");
+            assert!(bytes > 1 << 20, "{bytes}");
+        }
+    }
 }
