@@ -4,11 +4,13 @@
 //! - `cargo xtask setup`: makes libtorch 2.11 available as `.libtorch/active` ([`libtorch`]);
 //! - `cargo xtask test`: setup, then `cargo test --workspace`, the one test command;
 //! - `cargo xtask ci`: setup, fmt, clippy, doc, test, as CI runs them;
-//! - `cargo xtask demo`, `cargo xtask bench`: setup, then the CLI's pretraining demo or benches;
+//! - `cargo xtask demo`: setup, then the CLI's pretraining demo;
+//! - `cargo xtask bench <suite>`: the benchmark suites ([`bench`]);
 //! - `cargo xtask new-crate <name>`: scaffolds a modality crate `crates/ssl-<name>`.
 //!
-//! **xtask depends on no workspace crate and not on tch**: it has to build on a machine that has
-//! no libtorch yet, since providing one is its first job.
+//! **xtask does not depend on tch, nor on any workspace crate that does** (it uses only
+//! `ssl-plot`): it has to build on a machine that has no libtorch yet, since providing one is
+//! its first job.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ macro_rules! say {
     ($($arg:tt)*) => { println!("setup: {}", format_args!($($arg)*)) };
 }
 
+mod bench;
 mod libtorch;
 mod manifest;
 mod new_crate;
@@ -66,12 +69,11 @@ enum Cmd {
     ///
     /// Stops at the first failing step and names it.
     Ci,
-    /// Set up libtorch, then run `cargo bench --workspace` with the given arguments.
-    Bench {
-        /// Extra arguments for `cargo bench`.
-        #[arg(last = true, value_name = "CARGO_BENCH_ARGS")]
-        args: Vec<String>,
-    },
+    /// Benchmark suites: `throughput`, `data`, `quality`, `all`, or `micro` (criterion).
+    ///
+    /// Builds the release `ssl` binary and runs the suite through it; prints a Markdown table
+    /// and writes results.json, results.md and a PNG chart under target/bench/.
+    Bench(bench::BenchArgs),
     /// Scaffold a modality crate `crates/ssl-<NAME>` and add it to the workspace.
     ///
     /// Creates Cargo.toml, build.rs, src/lib.rs, README.md, tests/smoke.rs and
@@ -95,7 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Test { args } => tasks::setup_then(&repo, &tasks::test_step(&args)),
         Cmd::Demo { args } => tasks::setup_then(&repo, &tasks::demo_step(&args)),
         Cmd::Ci => tasks::ci(&repo),
-        Cmd::Bench { args } => tasks::setup_then(&repo, &tasks::bench_step(&args)),
+        Cmd::Bench(args) => bench::bench(&repo, &args),
         Cmd::NewCrate { name } => new_crate::new_crate(&repo, &name),
     }
 }

@@ -29,7 +29,8 @@ pub struct CargoStep {
 }
 
 impl CargoStep {
-    fn new(name: &'static str, args: &[&str], extra: &[String]) -> Self {
+    /// A step named `name`: `cargo <args> <extra>`.
+    pub fn new(name: &'static str, args: &[&str], extra: &[String]) -> Self {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.extend(extra.iter().cloned());
         CargoStep { name, args: all, env: Vec::new() }

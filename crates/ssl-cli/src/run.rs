@@ -382,7 +382,8 @@ pub fn write_summary(dir: &Path, summary: &serde_json::Value) -> Result<()> {
 
 /// The keys every pretraining `summary.json` starts with, from the trainer's report:
 /// `method`, `steps`, `samples_per_sec`, `final_loss`, `device`, `wall_seconds`,
-/// `step_time_median_s`, `step_time_p90_s` and `peak_host_memory_bytes`. Also draws the run's
+/// `step_time_median_s`, `step_time_p90_s`, `steady_samples_per_sec` (after the warm-up) and
+/// `peak_host_memory_bytes`. Also draws the run's
 /// loss and learning-rate curves from its `metrics.jsonl` into `training_curves.png`.
 pub fn training_summary(
     dir: &Path,
@@ -399,6 +400,7 @@ pub fn training_summary(
         "wall_seconds": report.wall_seconds,
         "step_time_median_s": report.step_time.median_s,
         "step_time_p90_s": report.step_time.p90_s,
+        "steady_samples_per_sec": report.step_time.samples_per_sec,
         "peak_host_memory_bytes": report.peak_host_memory_bytes,
     }))
 }

@@ -67,6 +67,9 @@ pub struct StepTimes {
     pub median_s: f64,
     /// The 90th-percentile step time (nearest rank).
     pub p90_s: f64,
+    /// Samples per second over the timed steps: their samples over their summed time (0 when
+    /// no sample counts were given).
+    pub samples_per_sec: f64,
 }
 
 impl StepTimes {
@@ -81,13 +84,33 @@ impl StepTimes {
     /// assert_eq!((t.steps, t.median_s, t.p90_s), (10, 5.0, 9.0));
     /// ```
     pub fn from_durations(durations: &[f64]) -> Self {
-        let mut timed: Vec<f64> = durations[durations.len() / 10..].to_vec();
+        Self::from_steps(durations, &[])
+    }
+
+    /// [`from_durations`](Self::from_durations) with the samples of each step, for the
+    /// steady-state throughput.
+    ///
+    /// ```
+    /// use ssl_core::trainer::StepTimes;
+    /// let t = StepTimes::from_steps(&[0.5, 0.5], &[64, 64]);
+    /// assert_eq!(t.samples_per_sec, 128.0);
+    /// ```
+    pub fn from_steps(durations: &[f64], samples: &[usize]) -> Self {
+        let skip = durations.len() / 10;
+        let mut timed: Vec<f64> = durations[skip..].to_vec();
         if timed.is_empty() {
             return Self::default();
         }
+        let total: f64 = timed.iter().sum();
+        let counted: usize = samples.iter().skip(skip).sum();
         timed.sort_by(f64::total_cmp);
         let rank = |q: f64| timed[((q * timed.len() as f64).ceil() as usize).clamp(1, timed.len()) - 1];
-        Self { steps: timed.len(), median_s: rank(0.5), p90_s: rank(0.9) }
+        Self {
+            steps: timed.len(),
+            median_s: rank(0.5),
+            p90_s: rank(0.9),
+            samples_per_sec: if total > 0.0 { counted as f64 / total } else { 0.0 },
+        }
     }
 }
 
@@ -262,9 +285,11 @@ impl Trainer {
         let mut last_checkpoint = None;
         let accum = cfg.accumulation_steps;
         let mut durations = Vec::with_capacity(end.saturating_sub(start_step) as usize);
+        let mut step_samples = Vec::with_capacity(durations.capacity());
 
         for step in start_step..end {
             let step_started = Instant::now();
+            let samples_before = total_samples;
             let mut metrics = BTreeMap::new();
             for micro in 0..accum {
                 let (next, batch) = batches
@@ -315,6 +340,7 @@ impl Trainer {
             let ctx = StepContext { step, total_steps: cfg.steps, micro_step: accum - 1, device };
             objective.after_step(&ctx)?;
             durations.push(step_started.elapsed().as_secs_f64());
+            step_samples.push(total_samples - samples_before);
             window.steps += 1;
 
             let done = step + 1;
@@ -368,7 +394,7 @@ impl Trainer {
             wall_seconds: wall,
             resumed_from,
             last_checkpoint,
-            step_time: StepTimes::from_durations(&durations),
+            step_time: StepTimes::from_steps(&durations, &step_samples),
             peak_host_memory_bytes: peak_host_memory_bytes(),
         })
     }

@@ -1,0 +1,70 @@
+//! The vision input pipeline alone: JPEG decode plus SimCLR's two augmented 224 px views,
+//! normalised into tensors, on one thread and on every rayon thread. `cargo xtask bench data`
+//! runs it; by hand:
+//!
+//! ```text
+//! cargo run --release -p ssl-vision --example vision_data [-- --quick] [-- --json]
+//! ```
+//!
+//! The images are 256 × 256 JPEGs written to a temporary folder first (the embedded shapes,
+//! upscaled: a stand-in for photos at ImageNet's usual decode size); only reading them back
+//! and augmenting is timed.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use ssl_core::data::{BatchBuilder, Dataset};
+use ssl_core::rng::rng_for;
+use ssl_vision::augment::presets::simclr;
+use ssl_vision::data::{FolderOptions, ImageFiles};
+use ssl_vision::shapes::{Shapes, ShapesConfig, Split};
+use ssl_vision::views::{Normalization, ViewBatches};
+
+/// One measurement, as a JSON line for xtask or as a sentence.
+fn report(json: bool, pipeline: &str, unit: &str, threads: usize, per_sec: f64) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "pipeline": pipeline, "unit": unit, "threads": threads, "per_sec": per_sec })
+        );
+    } else {
+        println!(
+            "{pipeline}: {per_sec:.0} {unit}/s on {threads} thread(s) ({:.0} per thread)",
+            per_sec / threads as f64
+        );
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
+    let n = if quick { 64 } else { 512 };
+    // Tensors are made inside the rayon workers; keep libtorch itself single-threaded.
+    ssl_core::tch::set_num_threads(1);
+    let dir = tempfile::tempdir()?;
+    let shapes = Shapes::new(&ShapesConfig::default(), Split::Train)?;
+    for i in 0..n {
+        let (img, _) = shapes.render(i);
+        let rgb = image::DynamicImage::ImageRgb32F(img).to_rgb8();
+        let big = image::imageops::resize(&rgb, 256, 256, image::imageops::FilterType::Triangle);
+        big.save(dir.path().join(format!("{i:05}.jpg")))?;
+    }
+    let files = ImageFiles::unlabelled(dir.path(), &FolderOptions::default())?;
+    let views = ViewBatches::new(simclr(224, false), Normalization::IMAGENET);
+    let one = |i: usize| -> ssl_core::Result<()> {
+        let mut rng = rng_for(0, "data-bench", &[i as u64]);
+        views.prepare(files.get(i)?, &mut rng).map(drop)
+    };
+    one(0)?; // warm-up
+    let started = Instant::now();
+    (0..n).try_for_each(one)?;
+    let single = n as f64 / started.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads();
+    let started = Instant::now();
+    (0..n).into_par_iter().try_for_each(one)?;
+    let all = n as f64 / started.elapsed().as_secs_f64();
+    let name = "image decode + 2 SimCLR views (256 px JPEG to 224 px)";
+    report(json, name, "images", 1, single);
+    report(json, name, "images", threads, all);
+    Ok(())
+}
