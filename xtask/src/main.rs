@@ -3,9 +3,10 @@
 //!
 //! - `cargo xtask setup`: makes libtorch 2.11 available as `.libtorch/active` ([`libtorch`]);
 //! - `cargo xtask test`: setup, then `cargo test --workspace`, the one test command;
-//! - `cargo xtask ci`: setup, fmt, clippy, doc, test, as CI runs them;
+//! - `cargo xtask ci`: setup, fmt, clippy, doc, test, check-tensorboard, as CI runs them;
+//! - `cargo xtask check-tensorboard`: TensorBoard's reader loads our event files ([`checks`]);
 //! - `cargo xtask demo`: setup, then the CLI's pretraining demo;
-//! - `cargo xtask bench <suite>`: the benchmark suites ([`bench`]);
+//! - `cargo xtask bench <suite>`: the benchmark suites ([`mod@bench`]);
 //! - `cargo xtask new-crate <name>`: scaffolds a modality crate `crates/ssl-<name>`.
 //!
 //! **xtask does not depend on tch, nor on any workspace crate that does** (it uses only
@@ -24,6 +25,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod checks;
 mod libtorch;
 mod manifest;
 mod new_crate;
@@ -65,7 +67,8 @@ enum Cmd {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Run what CI runs: setup, fmt --check, clippy -D warnings, doc -D warnings, then the tests.
+    /// Run what CI runs: setup, fmt --check, clippy -D warnings, doc -D warnings, the tests,
+    /// then check-tensorboard.
     ///
     /// Stops at the first failing step and names it.
     Ci,
@@ -74,6 +77,11 @@ enum Cmd {
     /// Builds the release `ssl` binary and runs the suite through it; prints a Markdown table
     /// and writes results.json, results.md and a PNG chart under target/bench/.
     Bench(bench::BenchArgs),
+    /// Check that TensorBoard's own reader loads `ssl pretrain --tensorboard` event files
+    /// (fresh and resumed runs) and finds every record of `metrics.jsonl`.
+    ///
+    /// Installs the `tensorboard` package with pip into target/tensorboard-venv on first use.
+    CheckTensorboard,
     /// Scaffold a modality crate `crates/ssl-<NAME>` and add it to the workspace.
     ///
     /// Creates Cargo.toml, build.rs, src/lib.rs, README.md, tests/smoke.rs and
@@ -98,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Demo { args } => tasks::setup_then(&repo, &tasks::demo_step(&args)),
         Cmd::Ci => tasks::ci(&repo),
         Cmd::Bench(args) => bench::bench(&repo, &args),
+        Cmd::CheckTensorboard => checks::tensorboard(&repo),
         Cmd::NewCrate { name } => new_crate::new_crate(&repo, &name),
     }
 }

@@ -108,13 +108,14 @@ pub fn setup_then(repo: &Path, step: &CargoStep) -> Result<()> {
     step.run(repo)
 }
 
-/// What CI runs: setup, the checks, the tests; stops at the first failure.
+/// What CI runs: setup, the checks, the tests, the TensorBoard check; stops at the first failure.
 pub fn ci(repo: &Path) -> Result<()> {
     let start = Instant::now();
     setup_step(repo)?;
     for step in ci_checks().iter().chain([&test_step(&[])]) {
         step.run(repo)?;
     }
+    crate::checks::tensorboard(repo)?;
     println!("ci: all steps passed in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -150,6 +151,7 @@ mod tests {
             lines.push(format!("{env}{}", step.command_line()));
         }
         lines.push("cargo xtask test".to_string());
+        lines.push("cargo xtask check-tensorboard".to_string());
         let mut from = 0;
         for line in &lines {
             let at = script[from..].find(line.as_str());

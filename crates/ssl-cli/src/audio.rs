@@ -22,7 +22,7 @@ use ssl_core::data::{DataLoader, Dataset, LoaderConfig, RandomSampler};
 use ssl_core::eval::{extract_features, probe_encoder, probe_features, EvalConfig, FinetuneConfig};
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::tch::{Device, Tensor};
-use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::trainer::TrainConfig;
 use ssl_core::Objective;
 
 use crate::run;
@@ -404,9 +404,7 @@ pub fn pretrain<M: AudioMethod>(args: &PretrainArgs) -> Result<()> {
         cfg.data.sample_rate,
         dir.display()
     );
-    let report = Trainer::new(cfg.train.clone())
-        .run_dir(&dir)
-        .resume_from(args.resume.clone())
+    let report = run::trainer(args, cfg.train.clone(), &dir)?
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut objective, &loader)
         .context("training failed")?;

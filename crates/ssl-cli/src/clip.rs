@@ -16,7 +16,7 @@ use ssl_core::checkpoint::{self, LoadedCheckpoint};
 use ssl_core::data::{DataLoader, Dataset, LoaderConfig, RandomSampler};
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::tch::{Device, Kind, Tensor};
-use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::trainer::TrainConfig;
 use ssl_core::Objective;
 use ssl_multimodal::batch::{eval_images, CaptionTokenizer, ImageTransform, PairBatches};
 use ssl_multimodal::clip::{Clip, ClipConfig};
@@ -448,9 +448,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         tok.tokenizer().vocab_size(),
         dir.display()
     );
-    let report = Trainer::new(cfg.train.clone())
-        .run_dir(&dir)
-        .resume_from(args.resume.clone())
+    let report = run::trainer(args, cfg.train.clone(), &dir)?
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut model, &loader)
         .context("training failed")?;

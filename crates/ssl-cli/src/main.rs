@@ -85,6 +85,10 @@ pub struct PretrainArgs {
     /// Bit-reproducible CPU run (fixed thread counts).
     #[arg(long)]
     pub deterministic: bool,
+    /// Also write the step records as TensorBoard scalars to RUN/tensorboard/
+    /// (`tensorboard --logdir RUN/tensorboard`).
+    #[arg(long)]
+    pub tensorboard: bool,
     /// Reuse a non-empty run directory, replacing what it holds.
     #[arg(long)]
     pub force: bool,

@@ -380,6 +380,27 @@ pub fn write_summary(dir: &Path, summary: &serde_json::Value) -> Result<()> {
     write_atomic(dir, "summary.json", &text)
 }
 
+/// The trainer of `ssl pretrain`: `train` writing into the run directory `dir`, resuming from
+/// `--resume`, and with `--tensorboard` also writing TensorBoard event files to
+/// `dir/tensorboard/` (a resumed run's new file tells TensorBoard to drop what the interrupted
+/// run logged after its checkpoint).
+pub fn trainer(
+    args: &PretrainArgs,
+    train: ssl_core::trainer::TrainConfig,
+    dir: &Path,
+) -> Result<ssl_core::trainer::Trainer> {
+    let mut trainer = ssl_core::trainer::Trainer::new(train).run_dir(dir).resume_from(args.resume.clone());
+    if args.tensorboard {
+        let resumed_from = match &args.resume {
+            Some(r) => Some(ssl_core::checkpoint::load_meta(r)?.1.step),
+            None => None,
+        };
+        let sink = ssl_core::metrics::TensorBoardSink::create(&dir.join("tensorboard"), resumed_from)?;
+        trainer = trainer.sink(Box::new(sink));
+    }
+    Ok(trainer)
+}
+
 /// The keys every pretraining `summary.json` starts with, from the trainer's report:
 /// `method`, `steps`, `samples_per_sec`, `final_loss`, `device`, `wall_seconds`,
 /// `step_time_median_s`, `step_time_p90_s`, `steady_samples_per_sec` (after the warm-up) and

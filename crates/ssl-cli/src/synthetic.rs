@@ -8,7 +8,7 @@ use ssl_core::checkpoint::{self, LoadedCheckpoint};
 use ssl_core::eval::{probe_encoder, probe_features, EvalConfig};
 use ssl_core::synthetic::{self, SyntheticConfig, VectorSimclr};
 use ssl_core::tch::{Device, Tensor};
-use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::trainer::TrainConfig;
 use ssl_core::Objective;
 
 use crate::run;
@@ -102,9 +102,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     );
 
     let snapshot = serde_json::to_value(&cfg)?;
-    let report = Trainer::new(cfg.train.clone())
-        .run_dir(&dir)
-        .resume_from(args.resume.clone())
+    let report = run::trainer(args, cfg.train.clone(), &dir)?
         .config_snapshot(snapshot)
         .fit(&mut objective, &loader)
         .context("training failed")?;

@@ -17,7 +17,7 @@ use ssl_core::data::{BatchBuilder, DataLoader, Dataset, LoaderConfig, RandomSamp
 use ssl_core::eval::{extract_features, probe_encoder, EvalConfig, FinetuneConfig};
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::tch::{Device, Tensor};
-use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::trainer::TrainConfig;
 use ssl_core::Objective;
 use ssl_text::batches::{LmBatches, MlmBatches};
 use ssl_text::bert::{Bert, BertConfig};
@@ -581,9 +581,7 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
         tok.vocab_size(),
         dir.display()
     );
-    let report = Trainer::new(cfg.train.clone())
-        .run_dir(&dir)
-        .resume_from(args.resume.clone())
+    let report = run::trainer(args, cfg.train.clone(), &dir)?
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut objective, &loader)
         .context("training failed")?;

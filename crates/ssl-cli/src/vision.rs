@@ -12,7 +12,7 @@ use ssl_core::eval::{
 };
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::tch::{Device, Tensor};
-use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::trainer::TrainConfig;
 use ssl_vision::data::{FolderOptions, ImageFiles, ImageSource};
 use ssl_vision::method::VisionMethod;
 use ssl_vision::shapes::{Shapes, ShapesConfig, Split};
@@ -332,9 +332,7 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
     );
     let picture_images = picture_images::<M>(&cfg, probe.as_ref().and_then(Option::as_ref), &loader)?;
     let every = cfg.pictures.every;
-    let report = Trainer::new(cfg.train.clone())
-        .run_dir(&dir)
-        .resume_from(args.resume.clone())
+    let report = run::trainer(args, cfg.train.clone(), &dir)?
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit_with(&mut objective, &loader, |objective, step| match &picture_images {
             Some(images) if every > 0 && step % every == 0 && step < cfg.train.steps => {

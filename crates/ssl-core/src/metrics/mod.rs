@@ -1,5 +1,8 @@
-//! Step records and where they go: `metrics.jsonl`, memory (tests), or anything implementing
-//! [`MetricsSink`].
+//! Step records and where they go: `metrics.jsonl`, TensorBoard event files ([`tensorboard`]),
+//! memory (tests), or anything implementing [`MetricsSink`].
+
+pub mod tensorboard;
+pub use tensorboard::TensorBoardSink;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
