@@ -3,6 +3,8 @@
 //! - [`tensorboard`]: a run's TensorBoard event files, written by `ssl pretrain --tensorboard`
 //!   and then resumed, are read back by TensorBoard's own reader (`scripts/check_tensorboard.py`,
 //!   in a virtual environment under `target/` with the `tensorboard` package from pip).
+//! - [`scaffold`]: `cargo xtask new-modality` in a temporary copy of the repository, then the
+//!   new crate's tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,5 +76,64 @@ pub fn tensorboard(repo: &Path) -> Result<()> {
     let script = repo.join("scripts/check_tensorboard.py").display().to_string();
     run(&python, &[&script, "run"], &dir, "scripts/check_tensorboard.py")?;
     println!("<== check-tensorboard: ok in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Copies the repository's tracked files (`git ls-files`) into `target/scaffold-check/repo`,
+/// links its `.libtorch`, scaffolds `ssl-scaffold-demo` there and checks that crate's
+/// formatting, lints (`-D warnings`) and tests (with this repository's target folder, so
+/// dependencies are not rebuilt).
+pub fn scaffold(repo: &Path) -> Result<()> {
+    let start = Instant::now();
+    println!("==> check-scaffold");
+    let copy = repo.join("target/scaffold-check/repo");
+    let _ = std::fs::remove_dir_all(&copy);
+    let listed = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(repo)
+        .output()
+        .context("running `git ls-files` (the check copies the tracked files)")?;
+    if !listed.status.success() {
+        bail!("`git ls-files` failed ({}): is this a git checkout?", listed.status);
+    }
+    for path in listed.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(path).context("a tracked path is not UTF-8")?);
+        let (from, to) = (repo.join(rel), copy.join(rel));
+        if !from.is_file() {
+            continue; // deleted in the working tree
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("copying {}", rel.display()))?;
+    }
+    let libtorch = repo.join(".libtorch");
+    if libtorch.exists() {
+        std::os::unix::fs::symlink(&libtorch, copy.join(".libtorch")).context("linking .libtorch")?;
+    }
+    crate::new_crate::new_crate(&copy, "scaffold-demo")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let steps: [&[&str]; 3] = [
+        &["fmt", "-p", "ssl-scaffold-demo", "--", "--check"],
+        &["clippy", "-p", "ssl-scaffold-demo", "--all-targets", "--", "-D", "warnings"],
+        &["test", "-p", "ssl-scaffold-demo"],
+    ];
+    for args in steps {
+        let status = Command::new(&cargo)
+            .args(args)
+            .env("CARGO_TARGET_DIR", repo.join("target"))
+            .current_dir(&copy)
+            .status()
+            .with_context(|| format!("starting cargo {}", args[0]))?;
+        if !status.success() {
+            bail!(
+                "`cargo {}` failed on the scaffolded crate ({status}); the copy is in {}",
+                args.join(" "),
+                copy.display()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&copy).with_context(|| format!("removing {}", copy.display()))?;
+    println!("<== check-scaffold: ok in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! - `cargo xtask check-tensorboard`: TensorBoard's reader loads our event files ([`checks`]);
 //! - `cargo xtask demo`: setup, then the CLI's pretraining demo;
 //! - `cargo xtask bench <suite>`: the benchmark suites ([`mod@bench`]);
-//! - `cargo xtask new-crate <name>`: scaffolds a modality crate `crates/ssl-<name>`.
+//! - `cargo xtask new-modality <name>`: scaffolds a working modality crate `crates/ssl-<name>`;
+//! - `cargo xtask check-scaffold`: a scaffolded crate passes its tests (in a temporary copy).
 //!
 //! **xtask does not depend on tch, nor on any workspace crate that does** (it uses only
 //! `ssl-plot`): it has to build on a machine that has no libtorch yet, since providing one is
@@ -82,11 +83,17 @@ enum Cmd {
     ///
     /// Installs the `tensorboard` package with pip into target/tensorboard-venv on first use.
     CheckTensorboard,
+    /// Check that a freshly scaffolded modality crate passes its tests, in a temporary copy of
+    /// the repository (under target/).
+    CheckScaffold,
     /// Scaffold a modality crate `crates/ssl-<NAME>` and add it to the workspace.
     ///
-    /// Creates Cargo.toml, build.rs, src/lib.rs, README.md, tests/smoke.rs and
-    /// examples/minimal.rs, and adds the crate to `members` and `default-members`.
-    NewCrate {
+    /// The crate works from the start: a toy dataset of labelled signals, two-view
+    /// augmentations, an MLP encoder and a contrastive objective, with tests, an example and a
+    /// README (templates in xtask/templates/modality/); it is added to `members` and
+    /// `default-members`.
+    #[command(alias = "new-crate")]
+    NewModality {
         /// The modality, e.g. `audio`: lowercase letters, digits and '-'.
         name: String,
     },
@@ -107,7 +114,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Ci => tasks::ci(&repo),
         Cmd::Bench(args) => bench::bench(&repo, &args),
         Cmd::CheckTensorboard => checks::tensorboard(&repo),
-        Cmd::NewCrate { name } => new_crate::new_crate(&repo, &name),
+        Cmd::NewModality { name } => new_crate::new_crate(&repo, &name),
+        Cmd::CheckScaffold => checks::scaffold(&repo),
     }
 }
 
@@ -138,8 +146,12 @@ mod tests {
         let expected = ["-p", "ssl-core", "--", "--nocapture"].map(String::from).to_vec();
         assert!(matches!(test, Cmd::Test { args } if args == expected));
         assert!(matches!(parse(&["xtask", "test"]), Cmd::Test { args } if args.is_empty()));
-        let new_crate = parse(&["xtask", "new-crate", "audio"]);
-        assert!(matches!(new_crate, Cmd::NewCrate { name } if name == "audio"));
+        for spelling in ["new-modality", "new-crate"] {
+            let new = parse(&["xtask", spelling, "audio"]);
+            assert!(matches!(new, Cmd::NewModality { name } if name == "audio"), "{spelling}");
+        }
+        let bench = parse(&["xtask", "bench", "throughput", "--quick", "--methods", "simclr,mae"]);
+        assert!(matches!(bench, Cmd::Bench(b) if b.quick && b.methods == ["simclr", "mae"]));
         assert!(Cli::try_parse_from(["xtask", "test", "--nocapture"]).is_err());
     }
 

@@ -1,8 +1,9 @@
-//! `cargo xtask new-crate <name>`: scaffolds the modality crate `crates/ssl-<name>`.
+//! `cargo xtask new-modality <name>`: scaffolds the modality crate `crates/ssl-<name>`.
 //!
 //! The new crate depends on `ssl-core` and on nothing else of ours, links libtorch through
-//! `ssl-build`, and starts with a smoke test and an example that both run, so it is green from its
-//! first commit.
+//! `ssl-build`, and starts as a working example (toy data, views, encoder, contrastive objective)
+//! with tests, an example and a README, so it is green from its first commit;
+//! `cargo xtask check-scaffold` proves that in CI.
 
 use std::fs;
 use std::path::Path;
@@ -36,6 +37,22 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The template files of a modality crate (`xtask/templates/modality/`), relative to its
+/// folder, with `@NAME@`, `@CRATE@` and `@LIB@` placeholders.
+const TEMPLATES: [(&str, &str); 11] = [
+    ("Cargo.toml", include_str!("../templates/modality/Cargo.toml")),
+    ("build.rs", include_str!("../templates/modality/build.rs")),
+    ("README.md", include_str!("../templates/modality/README.md")),
+    ("src/lib.rs", include_str!("../templates/modality/src/lib.rs")),
+    ("src/data.rs", include_str!("../templates/modality/src/data.rs")),
+    ("src/views.rs", include_str!("../templates/modality/src/views.rs")),
+    ("src/encoder.rs", include_str!("../templates/modality/src/encoder.rs")),
+    ("src/objective.rs", include_str!("../templates/modality/src/objective.rs")),
+    ("tests/train.rs", include_str!("../templates/modality/tests/train.rs")),
+    ("tests/smoke.rs", include_str!("../templates/modality/tests/smoke.rs")),
+    ("examples/pretrain.rs", include_str!("../templates/modality/examples/pretrain.rs")),
+];
+
 /// The files of a new crate, relative to its folder.
 pub fn files(name: &str) -> Vec<(&'static str, String)> {
     let fill = |template: &str| {
@@ -44,14 +61,7 @@ pub fn files(name: &str) -> Vec<(&'static str, String)> {
             .replace("@CRATE@", &format!("ssl-{name}"))
             .replace("@LIB@", &format!("ssl_{}", name.replace('-', "_")))
     };
-    vec![
-        ("Cargo.toml", fill(CARGO_TOML)),
-        ("build.rs", fill(BUILD_RS)),
-        ("src/lib.rs", fill(LIB_RS)),
-        ("tests/smoke.rs", fill(SMOKE_RS)),
-        ("examples/minimal.rs", fill(EXAMPLE_RS)),
-        ("README.md", fill(README_MD)),
-    ]
+    TEMPLATES.iter().map(|(path, text)| (*path, fill(text))).collect()
 }
 
 /// Creates `crates/ssl-<name>` in `repo` and adds it to the workspace members.
@@ -86,12 +96,24 @@ pub fn new_crate(repo: &Path, name: &str) -> Result<()> {
     }
     fs::write(&manifest_path, new_text).with_context(|| format!("writing {}", manifest_path.display()))?;
 
+    // The templates are formatted for one name; another name's length can move line breaks.
+    let sources: Vec<std::path::PathBuf> =
+        files(name).iter().filter(|(p, _)| p.ends_with(".rs")).map(|(p, _)| dir.join(p)).collect();
+    match std::process::Command::new("rustfmt")
+        .arg("--edition=2021")
+        .args(&sources)
+        .current_dir(repo)
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => println!("new-crate: could not run rustfmt on the new files; run `cargo fmt` before committing"),
+    }
     println!("new-crate: created {member}/");
     for (path, _) in files(name) {
         println!("new-crate:   {path}");
     }
     println!("new-crate: added {member} to the workspace members and default-members");
-    println!("new-crate: next: `cargo test -p ssl-{name}`, then implement ssl_core::Encoder");
+    println!("new-crate: next: `cargo test -p ssl-{name}`; then replace the toy data, encoder and objective");
     Ok(())
 }
 
@@ -105,105 +127,6 @@ fn write_files(dir: &Path, name: &str) -> Result<()> {
     }
     Ok(())
 }
-
-const CARGO_TOML: &str = r#"[package]
-name = "@CRATE@"
-description = "Self-supervised learning for @NAME@ data on libtorch: encoders and objectives."
-version.workspace = true
-edition.workspace = true
-rust-version.workspace = true
-license.workspace = true
-repository.workspace = true
-readme = "README.md"
-
-[dependencies]
-ssl-core.workspace = true
-tch.workspace = true
-thiserror.workspace = true
-
-[dev-dependencies]
-proptest.workspace = true
-
-[build-dependencies]
-ssl-build.workspace = true
-
-[lints]
-workspace = true
-"#;
-
-const BUILD_RS: &str = r#"//! Build script: embeds the libtorch library folder as an rpath (see `ssl-build`).
-fn main() {
-    ssl_build::link_libtorch();
-}
-"#;
-
-const LIB_RS: &str = r#"//! # @CRATE@
-//!
-//! Self-supervised learning for @NAME@ data, built on [`ssl_core`].
-//!
-//! **This crate depends on ssl-core and on nothing else of ours.** It grows by concept, one
-//! module each:
-//! - encoders: one module per architecture, each implementing [`ssl_core::Encoder`] so that every
-//!   probe and fine-tuning routine of ssl-core can evaluate it;
-//! - methods: one module per paper, named after it (the way `ssl_vision::simclr` is), each
-//!   implementing [`ssl_core::Objective`], opening with a doc comment that names the paper and the
-//!   reference implementation, with a `Config` whose defaults say where they come from, and
-//!   registered in `ssl-cli` under its contract name;
-//! - augmentations and batch building for @NAME@ samples, implementing ssl-core's `Augmentation`,
-//!   `Dataset` and `BatchBuilder`.
-//!
-//! Pieces two methods share (projection heads, EMA targets, contrastive losses) belong in
-//! ssl-core, not here.
-
-/// ssl-core, re-exported so users of this crate and this crate agree on its version.
-pub use ssl_core;
-"#;
-
-const SMOKE_RS: &str = r#"//! The crate builds, links libtorch and runs a tensor operation.
-
-use @LIB@::ssl_core::tch::{Device, Kind, Tensor};
-
-#[test]
-fn links_libtorch_and_computes() {
-    let x = Tensor::arange(4, (Kind::Float, Device::Cpu));
-    let sum = x.sum(Kind::Float).double_value(&[]);
-    assert!((sum - 6.0).abs() < 1e-9, "0 + 1 + 2 + 3 = {sum}");
-}
-"#;
-
-const EXAMPLE_RS: &str = r#"//! The smallest @CRATE@ program: runs one libtorch operation.
-//!
-//! ```text
-//! cargo run -p @CRATE@ --example minimal
-//! ```
-
-use @LIB@::ssl_core::tch::{Device, Kind, Tensor};
-
-fn main() {
-    let ones = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
-    let sum = ones.sum(Kind::Float).double_value(&[]);
-    println!("@CRATE@ runs on libtorch: the six ones of a 2x3 tensor sum to {sum}");
-}
-"#;
-
-const README_MD: &str = r#"# @CRATE@
-
-Self-supervised learning for @NAME@ data on libtorch, built on `ssl-core`: encoders implement
-`ssl_core::Encoder`, each method lives in its own module named after its paper.
-
-## Layout
-
-- `src/lib.rs`: the crate map; add one module per encoder and per method.
-- `tests/smoke.rs`: checks that the crate links libtorch.
-- `examples/minimal.rs`: `cargo run -p @CRATE@ --example minimal`.
-
-## Test
-
-```sh
-cargo xtask test            # the whole workspace, after setting up libtorch
-cargo test -p @CRATE@       # this crate only (after `cargo xtask setup`)
-```
-"#;
 
 #[cfg(test)]
 mod tests {

@@ -108,7 +108,8 @@ pub fn setup_then(repo: &Path, step: &CargoStep) -> Result<()> {
     step.run(repo)
 }
 
-/// What CI runs: setup, the checks, the tests, the TensorBoard check; stops at the first failure.
+/// What CI runs: setup, the checks, the tests, the TensorBoard and scaffold checks; stops at the
+/// first failure.
 pub fn ci(repo: &Path) -> Result<()> {
     let start = Instant::now();
     setup_step(repo)?;
@@ -116,6 +117,7 @@ pub fn ci(repo: &Path) -> Result<()> {
         step.run(repo)?;
     }
     crate::checks::tensorboard(repo)?;
+    crate::checks::scaffold(repo)?;
     println!("ci: all steps passed in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -152,6 +154,7 @@ mod tests {
         }
         lines.push("cargo xtask test".to_string());
         lines.push("cargo xtask check-tensorboard".to_string());
+        lines.push("cargo xtask check-scaffold".to_string());
         let mut from = 0;
         for line in &lines {
             let at = script[from..].find(line.as_str());
