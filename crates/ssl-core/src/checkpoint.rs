@@ -5,10 +5,14 @@
 //! - `model.safetensors`: every variable of the objective's store (parameters, EMA targets,
 //!   BatchNorm statistics, queues);
 //! - `optimizer.safetensors`: the optimiser's state tensors (`<param>.exp_avg`, ...);
-//! - `state.json`: [`CheckpointMeta`]: step, loader position, seed, objective state, config.
+//! - `state.json`: [`CheckpointMeta`]: step, loader position, seed, objective state, config;
+//! - `SHA256SUMS`: the SHA-256 of the two tensor files, in `sha256sum`'s format (so
+//!   `sha256sum -c SHA256SUMS` checks a checkpoint by hand too).
 //!
 //! It is written into a hidden temporary folder, every file and the folder are fsynced, and the
 //! folder is renamed into place, so a crash leaves either the whole checkpoint or none of it.
+//! [`load`] verifies the checksums: a corrupted or truncated tensor file is refused with an
+//! error naming it and the previous checkpoint of the run, to resume from instead.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -25,6 +29,7 @@ pub const FORMAT_VERSION: u32 = 1;
 const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
+const SUMS_FILE: &str = "SHA256SUMS";
 const PREFIX: &str = "step-";
 
 /// Everything in a checkpoint that is not a tensor.
@@ -73,6 +78,48 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).with_path(dir)
 }
 
+/// The SHA-256 of a file, in lowercase hex.
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut file = File::open(path).with_path(path)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_path(path)?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Checks the tensor files of checkpoint `dir` against its `SHA256SUMS`. A checkpoint written
+/// before checksums existed (no such file) passes.
+fn verify_checksums(dir: &Path) -> Result<()> {
+    let sums = dir.join(SUMS_FILE);
+    let Ok(text) = fs::read_to_string(&sums) else {
+        return Ok(());
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Some((want, name)) = line.split_once("  ") else {
+            return Err(Error::checkpoint(&sums, format!("malformed line `{line}`")));
+        };
+        let file = dir.join(name);
+        if !file.exists() {
+            return Err(Error::checkpoint(&file, "file is missing"));
+        }
+        if sha256_file(&file)? != want {
+            let mut message = format!("does not match its checksum in {SUMS_FILE}: the file is corrupt or truncated");
+            if let Some(previous) = previous_checkpoint(dir) {
+                message.push_str(&format!("; the run's previous checkpoint is {}", previous.display()));
+            }
+            return Err(Error::checkpoint(&file, message));
+        }
+    }
+    Ok(())
+}
+
+/// The newest checkpoint older than `dir` in the same `checkpoints/` folder, if any.
+fn previous_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let run = dir.parent()?.parent()?;
+    let step: u64 = dir.file_name()?.to_str()?.strip_prefix(PREFIX)?.parse().ok()?;
+    list(run).ok()?.into_iter().filter(|(s, _)| *s < step).map(|(_, p)| p).next_back()
+}
+
 fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let cpu: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| (n.clone(), t.to_device(Device::Cpu).contiguous())).collect();
@@ -101,6 +148,13 @@ pub fn save(
     let written = (|| {
         write_tensors(&tmp.join(MODEL_FILE), model)?;
         write_tensors(&tmp.join(OPTIMIZER_FILE), optimizer)?;
+        let mut sums = String::new();
+        for name in [MODEL_FILE, OPTIMIZER_FILE] {
+            sums.push_str(&format!("{}  {name}\n", sha256_file(&tmp.join(name))?));
+        }
+        let sums_path = tmp.join(SUMS_FILE);
+        fs::write(&sums_path, sums).with_path(&sums_path)?;
+        File::open(&sums_path).and_then(|f| f.sync_all()).with_path(&sums_path)?;
         let state = tmp.join(STATE_FILE);
         let json = serde_json::to_vec_pretty(meta)
             .map_err(|e| Error::checkpoint(&state, format!("cannot serialise: {e}")))?;
@@ -200,9 +254,11 @@ fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(tensors.into_iter().collect())
 }
 
-/// Reads a checkpoint folder (or a run directory's newest checkpoint).
+/// Reads a checkpoint folder (or a run directory's newest checkpoint), after checking its
+/// tensor files against `SHA256SUMS`.
 pub fn load(path: &Path) -> Result<LoadedCheckpoint> {
     let (path, meta) = load_meta(path)?;
+    verify_checksums(&path)?;
     Ok(LoadedCheckpoint {
         model: read_tensors(&path.join(MODEL_FILE))?,
         optimizer: read_tensors(&path.join(OPTIMIZER_FILE))?,
@@ -357,6 +413,42 @@ mod tests {
         assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
         let empty = tempfile::tempdir().unwrap();
         assert!(load(empty.path()).unwrap_err().to_string().contains("neither a checkpoint"));
+    }
+
+    #[test]
+    fn checksums_catch_corrupt_and_truncated_files_and_name_the_previous_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let vs = store(1.0, 3);
+        let opt = vec![("w.exp_avg".to_string(), Tensor::ones([3, 2], (Kind::Float, Device::Cpu)))];
+        let first = save(dir.path(), &meta(1), &named_variables(&vs), &opt).unwrap();
+        let second = save(dir.path(), &meta(2), &named_variables(&vs), &opt).unwrap();
+        let sums = fs::read_to_string(second.join(SUMS_FILE)).unwrap();
+        let entries: Vec<(&str, &str)> = sums.lines().filter_map(|l| l.split_once("  ")).collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.1).collect();
+        assert_eq!(names, [MODEL_FILE, OPTIMIZER_FILE], "{sums}");
+        assert!(entries.iter().all(|(h, _)| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())), "{sums}");
+        assert_eq!(entries[0].0, sha256_file(&second.join(MODEL_FILE)).unwrap());
+        // One flipped byte inside a tensor: the file still parses, the checksum catches it.
+        let model = second.join(MODEL_FILE);
+        let mut bytes = fs::read(&model).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        fs::write(&model, &bytes).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("model.safetensors") && e.contains("checksum"), "{e}");
+        assert!(e.contains("step-00000001"), "the previous checkpoint is named: {e}");
+        // ... which loads.
+        assert_eq!(load(&first).unwrap().meta.step, 1);
+        // A truncated optimizer file is refused the same way.
+        let optim = first.join(OPTIMIZER_FILE);
+        let len = fs::metadata(&optim).unwrap().len();
+        fs::OpenOptions::new().write(true).open(&optim).unwrap().set_len(len / 2).unwrap();
+        let e = load(&first).unwrap_err().to_string();
+        assert!(e.contains("optimizer.safetensors") && e.contains("truncated"), "{e}");
+        // A checkpoint written before checksums existed still loads.
+        let third = save(dir.path(), &meta(3), &named_variables(&vs), &opt).unwrap();
+        fs::remove_file(third.join(SUMS_FILE)).unwrap();
+        assert_eq!(load(&third).unwrap().meta.step, 3);
     }
 
     #[test]
