@@ -3,12 +3,13 @@
 //!
 //! - `cargo xtask setup`: makes libtorch 2.11 available as `.libtorch/active` ([`libtorch`]);
 //! - `cargo xtask test`: setup, then `cargo test --workspace`, the one test command;
-//! - `cargo xtask ci`: setup, fmt, clippy, doc, test, check-tensorboard, as CI runs them;
+//! - `cargo xtask ci`: setup, fmt, clippy, doc, test and the end-to-end checks, as CI runs them;
 //! - `cargo xtask check-tensorboard`: TensorBoard's reader loads our event files ([`checks`]);
 //! - `cargo xtask demo`: setup, then the CLI's pretraining demo;
 //! - `cargo xtask bench <suite>`: the benchmark suites ([`mod@bench`]);
 //! - `cargo xtask new-modality <name>`: scaffolds a working modality crate `crates/ssl-<name>`;
-//! - `cargo xtask check-scaffold`: a scaffolded crate passes its tests (in a temporary copy).
+//! - `cargo xtask check-scaffold`: a scaffolded crate passes its tests (in a temporary copy);
+//! - `cargo xtask reliability [--quick]`: killed and resumed runs equal uninterrupted ones.
 //!
 //! **xtask does not depend on tch, nor on any workspace crate that does** (it uses only
 //! `ssl-plot`): it has to build on a machine that has no libtorch yet, since providing one is
@@ -32,6 +33,7 @@ mod manifest;
 mod new_crate;
 mod provision;
 mod python;
+mod reliability;
 mod tasks;
 
 /// Project automation for ssl-rs.
@@ -69,7 +71,7 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Run what CI runs: setup, fmt --check, clippy -D warnings, doc -D warnings, the tests,
-    /// then check-tensorboard.
+    /// then check-tensorboard, check-scaffold and reliability --quick.
     ///
     /// Stops at the first failing step and names it.
     Ci,
@@ -83,6 +85,10 @@ enum Cmd {
     ///
     /// Installs the `tensorboard` package with pip into target/tensorboard-venv on first use.
     CheckTensorboard,
+    /// Exact resume under hard kills: tiny runs of one method per modality are killed with
+    /// SIGKILL (once during a checkpoint write), resumed, and compared bit for bit with an
+    /// uninterrupted run.
+    Reliability(reliability::ReliabilityArgs),
     /// Check that a freshly scaffolded modality crate passes its tests, in a temporary copy of
     /// the repository (under target/).
     CheckScaffold,
@@ -116,6 +122,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::CheckTensorboard => checks::tensorboard(&repo),
         Cmd::NewModality { name } => new_crate::new_crate(&repo, &name),
         Cmd::CheckScaffold => checks::scaffold(&repo),
+        Cmd::Reliability(args) => reliability::reliability(&repo, &args),
     }
 }
 

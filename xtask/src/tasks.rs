@@ -108,8 +108,8 @@ pub fn setup_then(repo: &Path, step: &CargoStep) -> Result<()> {
     step.run(repo)
 }
 
-/// What CI runs: setup, the checks, the tests, the TensorBoard and scaffold checks; stops at the
-/// first failure.
+/// What CI runs: setup, the checks, the tests, the TensorBoard, scaffold and quick reliability
+/// checks; stops at the first failure.
 pub fn ci(repo: &Path) -> Result<()> {
     let start = Instant::now();
     setup_step(repo)?;
@@ -118,6 +118,8 @@ pub fn ci(repo: &Path) -> Result<()> {
     }
     crate::checks::tensorboard(repo)?;
     crate::checks::scaffold(repo)?;
+    let quick = crate::reliability::ReliabilityArgs { kills: 2, quick: true, methods: Vec::new() };
+    crate::reliability::reliability(repo, &quick)?;
     println!("ci: all steps passed in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -155,6 +157,7 @@ mod tests {
         lines.push("cargo xtask test".to_string());
         lines.push("cargo xtask check-tensorboard".to_string());
         lines.push("cargo xtask check-scaffold".to_string());
+        lines.push("cargo xtask reliability --quick".to_string());
         let mut from = 0;
         for line in &lines {
             let at = script[from..].find(line.as_str());

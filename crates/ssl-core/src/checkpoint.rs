@@ -103,7 +103,8 @@ fn verify_checksums(dir: &Path) -> Result<()> {
             return Err(Error::checkpoint(&file, "file is missing"));
         }
         if sha256_file(&file)? != want {
-            let mut message = format!("does not match its checksum in {SUMS_FILE}: the file is corrupt or truncated");
+            let mut message =
+                format!("does not match its checksum in {SUMS_FILE}: the file is corrupt or truncated");
             if let Some(previous) = previous_checkpoint(dir) {
                 message.push_str(&format!("; the run's previous checkpoint is {}", previous.display()));
             }
@@ -426,7 +427,10 @@ mod tests {
         let entries: Vec<(&str, &str)> = sums.lines().filter_map(|l| l.split_once("  ")).collect();
         let names: Vec<&str> = entries.iter().map(|e| e.1).collect();
         assert_eq!(names, [MODEL_FILE, OPTIMIZER_FILE], "{sums}");
-        assert!(entries.iter().all(|(h, _)| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())), "{sums}");
+        assert!(
+            entries.iter().all(|(h, _)| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{sums}"
+        );
         assert_eq!(entries[0].0, sha256_file(&second.join(MODEL_FILE)).unwrap());
         // One flipped byte inside a tensor: the file still parses, the checksum catches it.
         let model = second.join(MODEL_FILE);
