@@ -524,10 +524,64 @@ pub fn evaluate(ck: LoadedCheckpoint, args: &crate::EvaluateArgs) -> Result<()> 
     if sets.zero_shot.is_none() && sets.pairs.is_none() {
         bail!("nothing to evaluate on: pass --zero-shot DIR and/or --pairs FILE");
     }
-    let report = evaluation(&cfg, &model, &tok, &sets, device)?;
+    let mut report = evaluation(&cfg, &model, &tok, &sets, device)?;
+    if let Some(rows) = label_efficiency(&args.budget, &ck, &cfg, &model, &tok, &sets, device)? {
+        report["label_efficiency"] = rows;
+    }
     let out = serde_json::json!({ "checkpoint": ck.path, "step": ck.meta.step, "eval": report });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// `--label-budget` on CLIP: few-shot linear probes of the image tower (the representation
+/// before the projection, as in CLIP's linear-probe evaluation) on the zero-shot classes (the
+/// embedded held-out colour-shape combinations, or `--zero-shot DIR`). Their images are split
+/// in half per class with a fixed seed: one half is the labelled pool the budgets draw from,
+/// the other the test split. Beside it, the untrained image tower and the raw pixels.
+fn label_efficiency(
+    args: &crate::LabelBudgetArgs,
+    ck: &LoadedCheckpoint,
+    cfg: &RunConfig,
+    model: &Clip,
+    tok: &CaptionTokenizer,
+    sets: &EvalSets,
+    device: Device,
+) -> Result<Option<serde_json::Value>> {
+    use ssl_core::eval::label_efficiency::{stratified_subset, LabelBudget};
+    if args.label_budget.is_none() {
+        return Ok(None);
+    }
+    let Some(zs) = &sets.zero_shot else {
+        bail!("--label-budget on clip probes the zero-shot classes: pass --zero-shot DIR (a labelled image folder)");
+    };
+    let labels = Vec::<i64>::try_from(&zs.labels)?;
+    let pool = stratified_subset(&labels, LabelBudget::Percent(50.0), 0x5eed);
+    let in_pool: std::collections::HashSet<usize> = pool.iter().copied().collect();
+    let held: Vec<i64> = (0..labels.len()).filter(|i| !in_pool.contains(i)).map(|i| i as i64).collect();
+    let pool: Vec<i64> = pool.into_iter().map(|i| i as i64).collect();
+    if held.is_empty() {
+        bail!("--label-budget: the zero-shot set needs at least 2 images of a class to split into train and test");
+    }
+    let (pool, held) = (Tensor::from_slice(&pool), Tensor::from_slice(&held));
+    let (tx, ty) = (zs.images.index_select(0, &pool), zs.labels.index_select(0, &pool));
+    let (vx, vy) = (zs.images.index_select(0, &held), zs.labels.index_select(0, &held));
+    eprintln!(
+        "label efficiency: {} labelled / {} test images of the {} zero-shot classes",
+        ty.size()[0],
+        vy.size()[0],
+        zs.classes.len()
+    );
+    let untrained = build(cfg, tok, device)?;
+    let inputs = run::LabelInputs {
+        trained: run::Tunable { encoder: model.encoder(), vars: model.var_store() },
+        untrained: run::Tunable { encoder: untrained.encoder(), vars: untrained.var_store() },
+        train: (&tx, &ty),
+        test: (&vx, &vy),
+        raw: ("raw_input", tx.flatten(1, -1), vx.flatten(1, -1)),
+        finetune: ssl_core::eval::FinetuneConfig::default(),
+    };
+    let eval = ssl_core::eval::EvalConfig { batch_size: cfg.eval.batch_size, ..Default::default() };
+    run::label_efficiency(args, &ck.path, inputs, &eval, device)
 }
 
 /// `ssl embed` on a `clip` checkpoint: a folder of images, or a text file (one text per line),

@@ -131,10 +131,8 @@ fn checkpoint_method(path: &Path) -> Result<(ssl_core::checkpoint::LoadedCheckpo
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let (ck, method) = checkpoint_method(args.run.checkpoint.path())?;
     check_clip_flags(&method, &args.clip)?;
-    if args.budget.label_budget.is_some() && (method == Clip::NAME || method == "synthetic") {
-        bail!(
-            "--label-budget probes labelled images, text or audio; `{method}` checkpoints have no such probe"
-        );
+    if args.budget.label_budget.is_some() && method == "synthetic" {
+        bail!("--label-budget probes labelled images, text or audio; `synthetic` checkpoints have no such probe");
     }
     let (train, test) = (args.run.probe_train.as_deref(), args.run.probe_test.as_deref());
     let device = args.run.device.as_deref();

@@ -90,6 +90,17 @@ fn embedded_run_writes_the_contract_keys_then_evaluates_and_embeds() {
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("logit_scale") && metrics.contains("i2t_accuracy"), "{metrics}");
 
+    // A few-shot label-efficiency curve of the image tower on the held-out classes.
+    let o = ssl(&["evaluate", "run", "--label-budget", "1,all", "--seeds", "2"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = out["eval"]["label_efficiency"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // 2 images per held-out class: one labelled, one to test.
+    assert_eq!(rows[1]["labels_per_class"].as_f64(), Some(1.0), "{out}");
+    assert!(rows[0]["baseline"]["random_init"]["mean_acc"].is_number(), "{out}");
+    assert!(run.join("label_efficiency.png").exists());
+
     // evaluate on a user's zero-shot folder with templates.
     png(&tmp.path().join("zs/red_disk/a.png"), [230, 20, 20]);
     png(&tmp.path().join("zs/blue_square/b.png"), [20, 20, 230]);
