@@ -240,11 +240,11 @@ fn render(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<image::Rg
         let label = tick_label(if chart.log_y { 10f64.powf(*y) } else { *y });
         text(&mut img, px - 8 * label.len() as i32 - 6, py - 4, &label, 1, [0, 0, 0]);
     }
-    text(&mut img, left, 12, chart.title, 2, [0, 0, 0]);
+    text(&mut img, left, 8, chart.title, 2, [0, 0, 0]);
     let xl = chart.x_label;
     let xl_x = left + (WIDTH as i32 - left - right) / 2 - 4 * xl.len() as i32;
     text(&mut img, xl_x, HEIGHT as i32 - 22, xl, 1, [0, 0, 0]);
-    text(&mut img, 4, top - 14, chart.y_label, 1, [0, 0, 0]);
+    text(&mut img, 4, top - 10, chart.y_label, 1, [0, 0, 0]);
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let (lx, ly) = (left + 12, top + 12 + 14 * i as i32);
