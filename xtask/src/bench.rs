@@ -124,7 +124,9 @@ pub fn parse_methods(listing: &str) -> Vec<String> {
 pub fn throughput_row(method: &str, summary: &Value, config: &toml::Value) -> Value {
     let data = config.get("data");
     let int = |v: Option<&toml::Value>| v.and_then(toml::Value::as_integer);
-    let input = if let Some(s) = int(data.and_then(|d| d.get("image_size"))) {
+    let image = int(data.and_then(|d| d.get("image_size")))
+        .or_else(|| int(data.and_then(|d| d.get("transform").and_then(|t| t.get("size")))));
+    let input = if let Some(s) = image {
         format!("{s}x{s} px")
     } else if let Some(l) = int(data.and_then(|d| d.get("block_len"))) {
         format!("{l} tokens")
@@ -551,6 +553,8 @@ mod tests {
         let row = throughput_row("simclr", &summary, &vision);
         assert_eq!((row["batch"].as_i64(), row["input"].as_str()), (Some(128), Some("32x32 px")));
         assert_eq!(throughput_row("cpc", &summary, &audio)["input"], "16000 samples");
+        let clip: toml::Value = "[data]\nbatch_size = 128\n[data.transform]\nsize = 32\n".parse().unwrap();
+        assert_eq!(throughput_row("clip", &summary, &clip)["input"], "32x32 px");
         let table = throughput_table(&[row]);
         assert!(table.contains("| simclr | 128 | 32x32 px | 512.0 | 250.0 | 300.0 | 100 |"), "{table}");
     }
