@@ -16,18 +16,12 @@ use ssl_audio::frontend::{LogMel, LogMelConfig};
 use ssl_audio::synth::{Split, SynthConfig, SynthSpeech};
 use ssl_audio::wav::{read_wav, write_wav, WavFormat, Waveform};
 use ssl_core::data::Dataset;
+use ssl_core::metrics::PipelineThroughput;
 
+/// Prints one measurement, as a JSON line for xtask or as a sentence.
 fn report(json: bool, pipeline: &str, unit: &str, threads: usize, per_sec: f64) {
-    if json {
-        println!(
-            "{{\"pipeline\":\"{pipeline}\",\"unit\":\"{unit}\",\"threads\":{threads},\"per_sec\":{per_sec}}}"
-        );
-    } else {
-        println!(
-            "{pipeline}: {per_sec:.0} {unit}/s on {threads} thread(s) ({:.0} per thread)",
-            per_sec / threads as f64
-        );
-    }
+    let m = PipelineThroughput { pipeline: pipeline.into(), unit: unit.into(), threads, per_sec };
+    println!("{}", m.line(json));
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

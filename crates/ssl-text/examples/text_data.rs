@@ -12,19 +12,13 @@
 use std::time::Instant;
 
 use ssl_text::grammar::{documents, GrammarConfig, Split};
+use ssl_text::ssl_core::metrics::PipelineThroughput;
 use ssl_text::tokenizer::{TextTokenizer, TokenizerKind};
 
+/// Prints one measurement, as a JSON line for xtask or as a sentence.
 fn report(json: bool, pipeline: &str, unit: &str, threads: usize, per_sec: f64) {
-    if json {
-        println!(
-            "{{\"pipeline\":\"{pipeline}\",\"unit\":\"{unit}\",\"threads\":{threads},\"per_sec\":{per_sec}}}"
-        );
-    } else {
-        println!(
-            "{pipeline}: {per_sec:.0} {unit}/s on {threads} thread(s) ({:.0} per thread)",
-            per_sec / threads as f64
-        );
-    }
+    let m = PipelineThroughput { pipeline: pipeline.into(), unit: unit.into(), threads, per_sec };
+    println!("{}", m.line(json));
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use ssl_core::data::{BatchBuilder, Dataset};
+use ssl_core::metrics::PipelineThroughput;
 use ssl_core::rng::rng_for;
 use ssl_vision::augment::presets::simclr;
 use ssl_vision::data::{FolderOptions, ImageFiles};
@@ -21,18 +22,10 @@ use ssl_vision::shapes::{Shapes, ShapesConfig, Split};
 use ssl_vision::views::{Normalization, ViewBatches};
 
 /// One measurement, as a JSON line for xtask or as a sentence.
+/// Prints one measurement, as a JSON line for xtask or as a sentence.
 fn report(json: bool, pipeline: &str, unit: &str, threads: usize, per_sec: f64) {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "pipeline": pipeline, "unit": unit, "threads": threads, "per_sec": per_sec })
-        );
-    } else {
-        println!(
-            "{pipeline}: {per_sec:.0} {unit}/s on {threads} thread(s) ({:.0} per thread)",
-            per_sec / threads as f64
-        );
-    }
+    let m = PipelineThroughput { pipeline: pipeline.into(), unit: unit.into(), threads, per_sec };
+    println!("{}", m.line(json));
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

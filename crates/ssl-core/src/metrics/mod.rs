@@ -93,6 +93,42 @@ impl MetricsSink for JsonlSink {
     }
 }
 
+/// One measurement of an input pipeline, as the crates' data examples print it and
+/// `cargo xtask bench data` reads it: items per second on `threads` threads.
+///
+/// ```
+/// use ssl_core::metrics::PipelineThroughput;
+/// let m = PipelineThroughput { pipeline: "tokenise".into(), unit: "tokens".into(), threads: 2, per_sec: 1000.0 };
+/// assert_eq!(m.line(true), r#"{"pipeline":"tokenise","unit":"tokens","threads":2,"per_sec":1000.0}"#);
+/// assert_eq!(m.line(false), "tokenise: 1000 tokens/s on 2 thread(s) (500 per thread)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineThroughput {
+    /// What was measured.
+    pub pipeline: String,
+    /// What `per_sec` counts (`images`, `clips`, `tokens`).
+    pub unit: String,
+    /// Threads used.
+    pub threads: usize,
+    /// Items per second over all threads.
+    pub per_sec: f64,
+}
+
+impl PipelineThroughput {
+    /// The measurement as one JSON line (`json`) or as a sentence.
+    pub fn line(&self, json: bool) -> String {
+        if json {
+            serde_json::to_string(self).unwrap_or_default()
+        } else {
+            let per_thread = self.per_sec / self.threads.max(1) as f64;
+            format!(
+                "{}: {:.0} {}/s on {} thread(s) ({per_thread:.0} per thread)",
+                self.pipeline, self.per_sec, self.unit, self.threads
+            )
+        }
+    }
+}
+
 /// Keeps records in memory; clones share the same buffer.
 #[derive(Debug, Clone, Default)]
 pub struct MemorySink(pub Arc<Mutex<Vec<StepRecord>>>);
