@@ -46,13 +46,15 @@ struct Summary {
     value: Vec<SummaryValue>,
 }
 
-/// `tensorflow.Summary.Value` with a `simple_value`.
+/// `tensorflow.Summary.Value` with a `simple_value`. In TensorFlow's proto the value is a
+/// `oneof` member, so it is written even when it is 0.0 (TensorBoard keeps a value only when the
+/// field is present): `optional` gives prost the same presence.
 #[derive(Clone, PartialEq, prost::Message)]
 struct SummaryValue {
     #[prost(string, tag = "1")]
     tag: String,
-    #[prost(float, tag = "2")]
-    simple_value: f32,
+    #[prost(float, optional, tag = "2")]
+    simple_value: Option<f32>,
 }
 
 /// `tensorflow.SessionLog`; status 1 is `START`.
@@ -97,44 +99,59 @@ fn now() -> f64 {
 /// ```
 pub struct TensorBoardSink {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: Option<BufWriter<File>>,
+    resumed_from: Option<u64>,
 }
 
 impl TensorBoardSink {
-    /// Creates a new event file in `dir` (created if missing). `resumed_from = Some(step)` (a
-    /// run resumed from the checkpoint of `step` completed steps) starts it with a
-    /// `SessionLog.START` at `step + 1`: TensorBoard then drops every scalar the earlier files
-    /// hold from that step on, as `metrics.jsonl` drops those records.
+    /// A sink writing a new event file in `dir` (created if missing). The file is created
+    /// with the first record, so a run that fails before training (a bad resume) leaves none.
+    /// `resumed_from = Some(step)` (a run resumed from the checkpoint of `step` completed steps)
+    /// starts it with a `SessionLog.START` at `step + 1`: TensorBoard then drops every scalar the
+    /// earlier files hold from that step on, as `metrics.jsonl` drops those records.
     pub fn create(dir: &Path, resumed_from: Option<u64>) -> Result<Self> {
         fs::create_dir_all(dir).with_path(dir)?;
-        let wall = now();
-        let name = format!("events.out.tfevents.{}.ssl-rs.{}", wall as u64, std::process::id());
-        let path = dir.join(name);
-        let file = BufWriter::new(File::create(&path).with_path(&path)?);
-        let mut sink = Self { path, file };
-        let version = What::FileVersion("brain.Event:2".into());
-        sink.write(&Event { wall_time: wall, step: 0, what: Some(version) })?;
-        if let Some(step) = resumed_from {
-            let start = What::SessionLog(SessionLog { status: 1 });
-            sink.write(&Event { wall_time: wall, step: step as i64 + 1, what: Some(start) })?;
-        }
-        sink.file.flush().with_path(&sink.path)?;
-        Ok(sink)
+        let name = format!("events.out.tfevents.{}.ssl-rs.{}", now() as u64, std::process::id());
+        Ok(Self { path: dir.join(name), file: None, resumed_from })
     }
 
-    /// The event file.
+    /// The event file (it exists once a record has been written).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     fn write(&mut self, event: &Event) -> Result<()> {
-        self.file.write_all(&record(&event.encode_to_vec())).with_path(&self.path)
+        if self.file.is_none() {
+            let mut file = BufWriter::new(File::create(&self.path).with_path(&self.path)?);
+            let wall = now();
+            let version = What::FileVersion("brain.Event:2".into());
+            let mut head = vec![Event { wall_time: wall, step: 0, what: Some(version) }];
+            if let Some(step) = self.resumed_from {
+                let start = What::SessionLog(SessionLog { status: 1 });
+                head.push(Event { wall_time: wall, step: step as i64 + 1, what: Some(start) });
+            }
+            for e in head {
+                file.write_all(&record(&e.encode_to_vec())).with_path(&self.path)?;
+            }
+            self.file = Some(file);
+        }
+        match self.file.as_mut() {
+            Some(file) => file.write_all(&record(&event.encode_to_vec())).with_path(&self.path),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.flush().with_path(&self.path),
+            None => Ok(()),
+        }
     }
 }
 
 impl MetricsSink for TensorBoardSink {
     fn record(&mut self, r: &StepRecord) -> Result<()> {
-        let scalar = |tag: &str, v: f64| SummaryValue { tag: tag.to_string(), simple_value: v as f32 };
+        let scalar = |tag: &str, v: f64| SummaryValue { tag: tag.to_string(), simple_value: Some(v as f32) };
         let mut value =
             vec![scalar("loss", r.loss), scalar("lr", r.lr), scalar("samples_per_sec", r.samples_per_sec)];
         value.extend(r.metrics.iter().map(|(k, v)| scalar(k, *v)));
@@ -142,12 +159,15 @@ impl MetricsSink for TensorBoardSink {
             i64::try_from(r.step).map_err(|_| Error::invalid("step", format!("{} is too large", r.step)))?;
         self.write(&Event { wall_time: now(), step, what: Some(What::Summary(Summary { value })) })?;
         // Readers (TensorBoard while training runs) see every record as it is logged.
-        self.file.flush().with_path(&self.path)
+        self.flush()
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.file.flush().with_path(&self.path)?;
-        self.file.get_ref().sync_all().with_path(&self.path)
+        self.flush()?;
+        match &self.file {
+            Some(file) => file.get_ref().sync_all().with_path(&self.path),
+            None => Ok(()),
+        }
     }
 }
 
@@ -191,6 +211,7 @@ mod tests {
     fn records_become_scalar_events_after_the_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sink = TensorBoardSink::create(dir.path(), Some(4)).expect("create");
+        assert!(!sink.path().exists(), "no file before the first record");
         let mut metrics = std::collections::BTreeMap::new();
         metrics.insert("accuracy".to_string(), 0.25);
         sink.record(&StepRecord { step: 6, loss: 1.5, lr: 0.1, samples_per_sec: 10.0, metrics })
@@ -205,7 +226,24 @@ mod tests {
         );
         let Some(What::Summary(s)) = &events[2].what else { panic!("{:?}", events[2]) };
         assert_eq!(events[2].step, 6);
-        let tags: Vec<(&str, f32)> = s.value.iter().map(|v| (v.tag.as_str(), v.simple_value)).collect();
-        assert_eq!(tags, [("loss", 1.5), ("lr", 0.1), ("samples_per_sec", 10.0), ("accuracy", 0.25)]);
+        let tags: Vec<(&str, Option<f32>)> =
+            s.value.iter().map(|v| (v.tag.as_str(), v.simple_value)).collect();
+        assert_eq!(
+            tags,
+            [
+                ("loss", Some(1.5)),
+                ("lr", Some(0.1)),
+                ("samples_per_sec", Some(10.0)),
+                ("accuracy", Some(0.25))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_zero_scalar_is_written_not_left_out() {
+        let v = SummaryValue { tag: "x".into(), simple_value: Some(0.0) };
+        // Field 2, wire type 5 (32-bit): key 0x15, then four zero bytes.
+        let bytes = v.encode_to_vec();
+        assert!(bytes.ends_with(&[0x15, 0, 0, 0, 0]), "{bytes:?}");
     }
 }
