@@ -91,24 +91,38 @@ fn sha256_file(path: &Path) -> Result<String> {
 /// before checksums existed (no such file) passes.
 fn verify_checksums(dir: &Path) -> Result<()> {
     let sums = dir.join(SUMS_FILE);
-    let Ok(text) = fs::read_to_string(&sums) else {
-        return Ok(());
+    let previous = || {
+        previous_checkpoint(dir)
+            .map_or(String::new(), |p| format!("; the run's previous checkpoint is {}", p.display()))
     };
+    let text = match fs::read(&sums) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&sums, e)),
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
+            Error::checkpoint(&sums, format!("is not text: the file is corrupt{}", previous()))
+        })?,
+    };
+    let mut listed = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Some((want, name)) = line.split_once("  ") else {
-            return Err(Error::checkpoint(&sums, format!("malformed line `{line}`")));
+        // `sha256sum` writes "HASH  NAME" (text mode) or "HASH *NAME" (binary mode).
+        let parsed = line.split_once("  ").or_else(|| line.split_once(" *"));
+        let Some((want, name)) = parsed else {
+            return Err(Error::checkpoint(&sums, format!("malformed line `{line}`{}", previous())));
         };
         let file = dir.join(name);
         if !file.exists() {
-            return Err(Error::checkpoint(&file, "file is missing"));
+            return Err(Error::checkpoint(&file, format!("file is missing{}", previous())));
         }
         if sha256_file(&file)? != want {
-            let mut message =
-                format!("does not match its checksum in {SUMS_FILE}: the file is corrupt or truncated");
-            if let Some(previous) = previous_checkpoint(dir) {
-                message.push_str(&format!("; the run's previous checkpoint is {}", previous.display()));
-            }
-            return Err(Error::checkpoint(&file, message));
+            let why = "does not match its checksum in SHA256SUMS: the file is corrupt or truncated";
+            return Err(Error::checkpoint(&file, format!("{why}{}", previous())));
+        }
+        listed.push(name.to_string());
+    }
+    for name in [MODEL_FILE, OPTIMIZER_FILE] {
+        if !listed.iter().any(|l| l == name) {
+            let why = format!("has no checksum for {name}: the file is corrupt{}", previous());
+            return Err(Error::checkpoint(&sums, why));
         }
     }
     Ok(())
@@ -449,6 +463,12 @@ mod tests {
         fs::OpenOptions::new().write(true).open(&optim).unwrap().set_len(len / 2).unwrap();
         let e = load(&first).unwrap_err().to_string();
         assert!(e.contains("optimizer.safetensors") && e.contains("truncated"), "{e}");
+        // An emptied SHA256SUMS checks nothing, so it is refused.
+        let fresh = save(dir.path(), &meta(4), &named_variables(&vs), &opt).unwrap();
+        fs::write(fresh.join(SUMS_FILE), "").unwrap();
+        let e = load(&fresh).unwrap_err().to_string();
+        assert!(e.contains("SHA256SUMS") && e.contains("no checksum"), "{e}");
+        fs::remove_dir_all(&fresh).unwrap();
         // A checkpoint written before checksums existed still loads.
         let third = save(dir.path(), &meta(3), &named_variables(&vs), &opt).unwrap();
         fs::remove_file(third.join(SUMS_FILE)).unwrap();
