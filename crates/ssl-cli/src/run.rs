@@ -750,7 +750,7 @@ pub struct FinetuneJob<'a> {
 /// The `--out` directory of `ssl finetune`: the flag's, or `runs/METHOD-finetune-UNIXTIME`.
 /// A non-empty one is refused unless `--force` is given (it is replaced only once the
 /// fine-tuned model is complete).
-fn finetune_out_dir(args: &FinetuneArgs, method: &str) -> Result<PathBuf> {
+fn finetune_out_dir(args: &FinetuneArgs, method: &str, checkpoint: &Path) -> Result<PathBuf> {
     let dir = match &args.out {
         Some(d) => d.clone(),
         None => {
@@ -773,6 +773,19 @@ fn finetune_out_dir(args: &FinetuneArgs, method: &str) -> Result<PathBuf> {
     if dir.exists() && !dir.is_dir() {
         bail!("--out {} is a file, not a directory", dir.display());
     }
+    // Replacing a directory that holds the working directory or the pretrained checkpoint
+    // would destroy what the command reads.
+    if dir.exists() {
+        let out = dir.canonicalize().with_context(|| format!("cannot resolve --out {}", dir.display()))?;
+        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        let source = checkpoint.canonicalize().unwrap_or_else(|_| checkpoint.to_path_buf());
+        if cwd.starts_with(&out) || source.starts_with(&out) {
+            bail!(
+                "--out {} holds the working directory or the checkpoint being fine-tuned; choose another --out",
+                dir.display()
+            );
+        }
+    }
     Ok(dir)
 }
 
@@ -794,7 +807,7 @@ pub fn finetune_report(
     model_vars: impl FnOnce() -> Vec<(String, ssl_core::tch::Tensor)>,
 ) -> Result<()> {
     let (ck, ft, args) = (job.ck, job.ft, job.args);
-    let out = finetune_out_dir(args, &ck.meta.method)?;
+    let out = finetune_out_dir(args, &ck.meta.method, &ck.path)?;
     let mut eval = serde_json::json!({});
     if args.baseline {
         eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
@@ -847,11 +860,18 @@ pub fn finetune_report(
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    // The old directory (with --force) is moved aside, the new one renamed in, then the old
+    // one deleted: at every moment one complete directory is at `out`'s path or beside it.
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
     if out.exists() {
-        fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+        fs::rename(&out, &old).with_context(|| format!("cannot move {} aside", out.display()))?;
     }
-    fs::rename(&tmp, &out)
-        .with_context(|| format!("cannot move the fine-tuned model to {}", out.display()))?;
+    if let Err(e) = fs::rename(&tmp, &out) {
+        let _ = fs::rename(&old, &out);
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e).with_context(|| format!("cannot move the fine-tuned model to {}", out.display()));
+    }
+    let _ = fs::remove_dir_all(&old);
     eprintln!("fine-tuned model saved to {}", out.display());
     let mut printed = summary;
     printed["out"] = serde_json::json!(out);

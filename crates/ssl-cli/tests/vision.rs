@@ -166,6 +166,12 @@ heads = 2
     // An existing --out is not overwritten without --force; a bad flag leaves nothing behind.
     let o = ssl(&[&ft[..], &["--out", "ft"]].concat(), tmp.path());
     assert!(!o.status.success() && stderr(&o).contains("--out"), "{}", stderr(&o));
+    // --force never replaces the directory of the checkpoint it reads, nor the working one.
+    for out in ["run", "."] {
+        let o = ssl(&[&ft[..], &["--out", out, "--force"]].concat(), tmp.path());
+        assert!(!o.status.success() && stderr(&o).contains("choose another --out"), "{}", stderr(&o));
+    }
+    assert!(tmp.path().join("run/checkpoints").exists());
     let o = ssl(&[&ft[..], &["--layer-decay", "1.5", "--out", "ft2"]].concat(), tmp.path());
     assert!(!o.status.success() && stderr(&o).contains("finetune.layer_decay"), "{}", stderr(&o));
     assert!(!tmp.path().join("ft2").exists());
