@@ -409,7 +409,10 @@ pub fn training_summary(
     method: &str,
     report: &ssl_core::trainer::TrainReport,
 ) -> Result<serde_json::Value> {
-    plot_training_curves(dir)?;
+    // A chart is not worth losing the run's summary and evaluation over.
+    if let Err(e) = plot_training_curves(dir) {
+        eprintln!("warning: no training_curves.png: {e:#}");
+    }
     Ok(serde_json::json!({
         "method": method,
         "steps": report.steps,

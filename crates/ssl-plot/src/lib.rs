@@ -171,7 +171,8 @@ fn render(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<image::Rg
         Some((a, b)) => (ty(a), ty(b)),
         None => {
             let (a, b) = span(&mut pts.iter().map(|p| ty(p.1)));
-            let pad = ((b - a) * 0.08).max(1e-6 * a.abs().max(1e-12));
+            // A constant series (a fixed learning rate) still gets distinct ticks.
+            let pad = if b > a { (b - a) * 0.08 } else { (a.abs() * 0.1).max(1e-12) };
             // Data that is never negative (rates, losses) gets no negative axis.
             let low = if !chart.log_y && a >= 0.0 { (a - pad).max(0.0) } else { a - pad };
             (low, b + pad)
@@ -245,7 +246,9 @@ fn render(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<image::Rg
     let xl_x = left + (WIDTH as i32 - left - right) / 2 - 4 * xl.len() as i32;
     text(&mut img, xl_x, HEIGHT as i32 - 22, xl, 1, [0, 0, 0]);
     text(&mut img, 4, top - 10, chart.y_label, 1, [0, 0, 0]);
-    for (i, s) in series.iter().enumerate() {
+    // Legend rows that would leave the plot area are not drawn.
+    let rows = ((HEIGHT as i32 - top - bottom - 24) / 14).max(0) as usize;
+    for (i, s) in series.iter().enumerate().take(rows) {
         let colour = COLOURS[i % COLOURS.len()];
         let (lx, ly) = (left + 12, top + 12 + 14 * i as i32);
         for dx in 0..16 {
@@ -323,7 +326,9 @@ pub fn bar_chart(path: &Path, title: &str, x_label: &str, bars: &[(String, f64)]
     }
     let (row, top, bottom) = (22u32, 44u32, 40u32);
     let height = top + bottom + row * bars.len() as u32;
-    let label_w = 8 * bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0) as u32 + 16;
+    // Labels take at most half the width (longer ones are cut by the text clipping).
+    let label_w =
+        (8 * bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0) as u32 + 16).min(WIDTH / 2);
     let max = bars.iter().map(|b| b.1).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
     let (x_left, x_right) = (label_w, WIDTH - 90);
     let mut img = image::RgbImage::from_pixel(WIDTH, height, image::Rgb([255, 255, 255]));
@@ -422,6 +427,23 @@ mod tests {
         let (wa, wb) = (width_of(COLOURS[0]), width_of(COLOURS[1]));
         assert!((wa as f64 / wb as f64 - 2.0).abs() < 0.05, "{wa} vs {wb}");
         assert!(matches!(bar_chart(&path, "t", "x", &[]), Err(PlotError::Empty(_))));
+    }
+
+    #[test]
+    fn edge_cases_draw_without_panicking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("e.png");
+        // A single point, a constant series, and more series than legend rows.
+        line_chart(&path, &Chart::new("t", "x", "y"), &[Series::new("one", vec![(1.0, 2.0)])])
+            .expect("single");
+        let flat = [Series::new("lr", (0..50).map(|i| (i as f64, 0.1)).collect())];
+        line_chart(&path, &Chart::new("t", "x", "y"), &flat).expect("constant");
+        let many: Vec<Series> =
+            (0..60).map(|i| Series::new(format!("s{i}"), vec![(0.0, i as f64), (1.0, i as f64)])).collect();
+        line_chart(&path, &Chart::new("t", "x", "y"), &many).expect("many series");
+        // A label far wider than the chart, and all-zero bars.
+        bar_chart(&path, "t", "x", &[("x".repeat(500), 3.0), ("b".into(), 0.0)]).expect("long label");
+        bar_chart(&path, "t", "x", &[("a".into(), 0.0)]).expect("zero");
     }
 
     #[test]
