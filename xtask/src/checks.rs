@@ -53,6 +53,7 @@ fn tensorboard_python(repo: &Path) -> Result<PathBuf> {
 pub fn tensorboard(repo: &Path) -> Result<()> {
     let start = Instant::now();
     println!("==> check-tensorboard");
+    crate::tasks::setup_step(repo)?;
     let python = tensorboard_python(repo)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)
@@ -86,6 +87,7 @@ pub fn tensorboard(repo: &Path) -> Result<()> {
 pub fn scaffold(repo: &Path) -> Result<()> {
     let start = Instant::now();
     println!("==> check-scaffold");
+    crate::tasks::setup_step(repo)?;
     let copy = repo.join("target/scaffold-check/repo");
     let _ = std::fs::remove_dir_all(&copy);
     let listed = Command::new("git")

@@ -246,7 +246,17 @@ pub fn reliability(repo: &Path, args: &ReliabilityArgs) -> Result<()> {
         let reference = final_state(&reference_dir)?;
         let steps = reference.1.len() as u64;
         for i in 0..kills {
-            let r = trial(&h, &reference, steps, i)?;
+            let mut r = trial(&h, &reference, steps, i)?;
+            // The kill during a checkpoint write polls for a short window: try again if missed.
+            for _ in 0..4 {
+                if i != 0 || r.during_write {
+                    break;
+                }
+                r = trial(&h, &reference, steps, i)?;
+            }
+            if i == 0 && !r.during_write {
+                bail!("{method}: no kill landed during a checkpoint write in 5 tries");
+            }
             println!(
                 "reliability: {method} kill {i}: {} after step {}, resumed: {}",
                 if r.finished_first {
