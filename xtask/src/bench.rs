@@ -181,15 +181,13 @@ pub fn throughput_table(rows: &[Value]) -> String {
 pub fn quality_keys(method: &str) -> (&'static str, &'static str, Vec<&'static str>) {
     match method {
         "gpt" => ("perplexity (lower is better)", "perplexity", vec!["unigram_perplexity"]),
-        "bert" => {
-            ("linear probe", "linear_probe_acc", vec!["random_init_linear_probe_acc", "masked_accuracy"])
-        }
+        "bert" => ("linear probe", "linear_probe_acc", vec!["random_init_linear_probe_acc"]),
         "wav2vec2" | "cpc" => (
             "linear probe",
             "linear_probe_acc",
             vec!["random_init_linear_probe_acc", "logmel_linear_probe_acc"],
         ),
-        "clip" => ("zero-shot", "zero_shot_acc", vec!["zero_shot_chance", "i2t_recall_at_5"]),
+        "clip" => ("zero-shot", "zero_shot_acc", vec!["zero_shot_chance"]),
         _ => (
             "linear probe",
             "linear_probe_acc",

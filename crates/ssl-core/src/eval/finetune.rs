@@ -173,7 +173,8 @@ pub struct Finetuned {
 ///
 /// The head (`Linear output_dim -> C`, `C` = largest label + 1, in its own `VarStore` on
 /// `device`) starts at zero. Training calls `encoder.encode(x, true)` on seeded mini-batches with
-/// cross-entropy; encoder and head each get an AdamW optimiser ([`Optimizer`]) over their own
+/// cross-entropy (during `freeze_epochs`, `encode(x, false)` without gradients, and only the head
+/// steps); encoder and head each get an AdamW optimiser ([`Optimizer`]) over their own
 /// store, which is the same update as one AdamW with two parameter groups and makes
 /// `head_lr_scale` a plain second learning rate. Biases and normalisation weights (variables of
 /// fewer than two dimensions) and `*_token` variables are not decayed, as in MAE's fine-tuning;
