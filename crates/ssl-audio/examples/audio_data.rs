@@ -18,12 +18,6 @@ use ssl_audio::wav::{read_wav, write_wav, WavFormat, Waveform};
 use ssl_core::data::Dataset;
 use ssl_core::metrics::PipelineThroughput;
 
-/// Prints one measurement, as a JSON line for xtask or as a sentence.
-fn report(json: bool, pipeline: &str, unit: &str, threads: usize, per_sec: f64) {
-    let m = PipelineThroughput { pipeline: pipeline.into(), unit: unit.into(), threads, per_sec };
-    println!("{}", m.line(json));
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
@@ -56,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     paths.par_iter().map(one).collect::<Result<Vec<f64>, _>>()?;
     let all = paths.len() as f64 / started.elapsed().as_secs_f64();
     let name = format!("WAV read + log-mel ({:.1} s clips)", seconds / paths.len() as f64);
-    report(json, &name, "clips", 1, single);
-    report(json, &name, "clips", threads, all);
+    PipelineThroughput::new(&name, "clips", 1, single).print(json);
+    PipelineThroughput::new(&name, "clips", threads, all).print(json);
     Ok(())
 }

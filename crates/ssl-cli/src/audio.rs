@@ -552,17 +552,7 @@ pub fn finetune<M: AudioMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs
         inputs: format!("{} labelled clips", sets.train.labels.size()[0]),
         classes: &sets.classes,
     };
-    run::finetune_report(
-        job,
-        |untrained| {
-            if untrained {
-                fine_tune(&build(&cfg, device)?, &sets, &ft, device)
-            } else {
-                fine_tune(&objective, &sets, &ft, device)
-            }
-        },
-        || checkpoint::named_variables(objective.var_store()),
-    )
+    run::finetune_report(job, &objective, || build(&cfg, device), |m| fine_tune(m, &sets, &ft, device))
 }
 
 /// Writes the representations of a WAV folder's clips (labels -1, file names beside), or of

@@ -792,9 +792,9 @@ fn finetune_out_dir(args: &FinetuneArgs, method: &str, checkpoint: &Path) -> Res
     Ok(dir)
 }
 
-/// `ssl finetune`: with `--baseline` first `run(true)` (the untrained encoder), then
-/// `run(false)` (the checkpoint's, changed in place), whose model `model_vars()` returns
-/// afterwards. Saves the fine-tuned model to the `--out` run directory and prints the report
+/// `ssl finetune`: with `--baseline` first `tune` on `untrained()` (the same model freshly
+/// initialised), then `tune` on `trained` (the checkpoint's model, changed in place), whose
+/// variables are then saved. Saves the fine-tuned model to the `--out` run directory and prints the report
 /// as JSON. The directory is written whole or not at all: everything goes to a hidden sibling
 /// first, which is renamed into place. It holds
 /// - `checkpoints/step-N/`: a checkpoint of the method (the pretrained one's metadata, every
@@ -804,20 +804,21 @@ fn finetune_out_dir(args: &FinetuneArgs, method: &str, checkpoint: &Path) -> Res
 /// - `classes.txt`: the class names, one per line, in label order;
 /// - `summary.json`: `method`, `checkpoint` (the pretrained one), `eval.finetune_acc` (and
 ///   `eval.random_init_finetune_acc` with `--baseline`), the full report and the config.
-pub fn finetune_report(
+pub fn finetune_report<M: ssl_core::Objective>(
     job: FinetuneJob<'_>,
-    mut run: impl FnMut(bool) -> Result<ssl_core::eval::Finetuned>,
-    model_vars: impl FnOnce() -> Vec<(String, ssl_core::tch::Tensor)>,
+    trained: &M,
+    untrained: impl FnOnce() -> Result<M>,
+    tune: impl Fn(&M) -> Result<ssl_core::eval::Finetuned>,
 ) -> Result<()> {
     let (ck, ft, args) = (job.ck, job.ft, job.args);
     let out = finetune_out_dir(args, &ck.meta.method, &ck.path)?;
     let mut eval = serde_json::json!({});
     if args.baseline {
         eprintln!("fine-tuning the untrained encoder ({} epochs)", ft.epochs);
-        eval["random_init_finetune_acc"] = run(true)?.report.top1.into();
+        eval["random_init_finetune_acc"] = tune(&untrained()?)?.report.top1.into();
     }
     eprintln!("fine-tuning the pretrained encoder on {} ({} epochs)", job.inputs, ft.epochs);
-    let ours = run(false)?;
+    let ours = tune(trained)?;
     if ours.report.classes as usize != job.classes.len() {
         bail!(
             "the labelled data has {} classes but its labels reach {}",
@@ -843,7 +844,8 @@ pub fn finetune_report(
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let written = (|| -> Result<()> {
-        ssl_core::checkpoint::save(&tmp, &ck.meta, &model_vars(), &[])?;
+        let vars = ssl_core::checkpoint::named_variables(trained.var_store());
+        ssl_core::checkpoint::save(&tmp, &ck.meta, &vars, &[])?;
         let head = ssl_core::checkpoint::named_variables(&ours.head);
         let head: Vec<(String, ssl_core::tch::Tensor)> = head
             .into_iter()

@@ -782,17 +782,7 @@ pub fn finetune<M: TextMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArgs)
         inputs: format!("{} labelled texts", sets.train.1.size()[0]),
         classes: &sets.classes,
     };
-    run::finetune_report(
-        job,
-        |untrained| {
-            if untrained {
-                fine_tune(&build(&cfg, device)?, &sets, &ft, device)
-            } else {
-                fine_tune(&objective, &sets, &ft, device)
-            }
-        },
-        || checkpoint::named_variables(objective.var_store()),
-    )
+    run::finetune_report(job, &objective, || build(&cfg, device), |m| fine_tune(m, &sets, &ft, device))
 }
 
 /// Writes the representations of a text file or folder's documents (labels -1), or of the

@@ -569,17 +569,7 @@ pub fn finetune<M: VisionMethod>(ck: LoadedCheckpoint, args: &crate::FinetuneArg
         inputs: format!("{} labelled images", sets.train.1.size()[0]),
         classes: &sets.classes,
     };
-    run::finetune_report(
-        job,
-        |untrained| {
-            if untrained {
-                fine_tune(&build(&cfg, device)?, &sets, &ft, device)
-            } else {
-                fine_tune(&objective, &sets, &ft, device)
-            }
-        },
-        || checkpoint::named_variables(objective.var_store()),
-    )
+    run::finetune_report(job, &objective, || build(&cfg, device), |m| fine_tune(m, &sets, &ft, device))
 }
 
 /// Writes the representations of a folder's images (or of the embedded held-out split) to a

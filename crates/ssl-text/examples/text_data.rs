@@ -15,12 +15,6 @@ use ssl_text::grammar::{documents, GrammarConfig, Split};
 use ssl_text::ssl_core::metrics::PipelineThroughput;
 use ssl_text::tokenizer::{TextTokenizer, TokenizerKind};
 
-/// Prints one measurement, as a JSON line for xtask or as a sentence.
-fn report(json: bool, pipeline: &str, unit: &str, threads: usize, per_sec: f64) {
-    let m = PipelineThroughput { pipeline: pipeline.into(), unit: unit.into(), threads, per_sec };
-    println!("{}", m.line(json));
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
@@ -43,8 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch: usize = tok.encode_batch(&texts)?.iter().map(Vec::len).sum();
         let all = batch as f64 / started.elapsed().as_secs_f64();
         let pipeline = format!("tokenise, {name}");
-        report(json, &pipeline, "tokens", 1, single);
-        report(json, &pipeline, "tokens", threads, all);
+        PipelineThroughput::new(&pipeline, "tokens", 1, single).print(json);
+        PipelineThroughput::new(&pipeline, "tokens", threads, all).print(json);
     }
     Ok(())
 }

@@ -22,12 +22,6 @@ use ssl_vision::shapes::{Shapes, ShapesConfig, Split};
 use ssl_vision::views::{Normalization, ViewBatches};
 
 /// One measurement, as a JSON line for xtask or as a sentence.
-/// Prints one measurement, as a JSON line for xtask or as a sentence.
-fn report(json: bool, pipeline: &str, unit: &str, threads: usize, per_sec: f64) {
-    let m = PipelineThroughput { pipeline: pipeline.into(), unit: unit.into(), threads, per_sec };
-    println!("{}", m.line(json));
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
@@ -57,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     (0..n).into_par_iter().try_for_each(one)?;
     let all = n as f64 / started.elapsed().as_secs_f64();
     let name = "image decode + 2 SimCLR views (256 px JPEG to 224 px)";
-    report(json, name, "images", 1, single);
-    report(json, name, "images", threads, all);
+    PipelineThroughput::new(name, "images", 1, single).print(json);
+    PipelineThroughput::new(name, "images", threads, all).print(json);
     Ok(())
 }

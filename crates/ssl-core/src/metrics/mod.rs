@@ -115,6 +115,16 @@ pub struct PipelineThroughput {
 }
 
 impl PipelineThroughput {
+    /// A measurement of `pipeline`: `per_sec` `unit`s per second on `threads` threads.
+    pub fn new(pipeline: &str, unit: &str, threads: usize, per_sec: f64) -> Self {
+        Self { pipeline: pipeline.into(), unit: unit.into(), threads, per_sec }
+    }
+
+    /// Prints [`line`](Self::line) to stdout.
+    pub fn print(&self, json: bool) {
+        println!("{}", self.line(json));
+    }
+
     /// The measurement as one JSON line (`json`) or as a sentence.
     pub fn line(&self, json: bool) -> String {
         if json {

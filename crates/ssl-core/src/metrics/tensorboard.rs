@@ -95,7 +95,7 @@ fn now() -> f64 {
 /// sink.record(&StepRecord { step: 10, loss: 0.5, lr: 1e-3, samples_per_sec: 100.0, metrics: Default::default() })?;
 /// sink.finish()?;
 /// assert!(sink.path().file_name().unwrap().to_str().unwrap().starts_with("events.out.tfevents."));
-/// # Ok::<(), ssl_core::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TensorBoardSink {
     path: PathBuf,
