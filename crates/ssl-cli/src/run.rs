@@ -312,9 +312,42 @@ pub fn load_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
 }
 
+/// The run directory of a pretraining run. A new run's directory is removed again when the
+/// run fails before it has written anything worth keeping (a checkpoint or `summary.json`):
+/// a bad input found in the first batches (a truncated image, say) leaves nothing behind, while a
+/// run that fails later keeps its checkpoints to resume from. A resumed run's directory is
+/// always kept.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    fresh: bool,
+}
+
+impl std::ops::Deref for RunDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for RunDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let has_checkpoint = ssl_core::checkpoint::latest(&self.path).ok().flatten().is_some();
+        if self.fresh && !has_checkpoint && !self.path.join("summary.json").exists() {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 /// The run directory to use: `--out`, or `runs/<method>-<unix time>`. A non-empty directory is
 /// refused unless the run resumes into it or `--force` is given (then its old outputs go).
-pub fn prepare_run_dir(args: &PretrainArgs) -> Result<PathBuf> {
+pub fn prepare_run_dir(args: &PretrainArgs) -> Result<RunDir> {
     let dir = match (&args.out, &args.resume) {
         (Some(d), _) => d.clone(),
         // Resuming without --out continues in the run directory the checkpoint belongs to.
@@ -338,7 +371,7 @@ pub fn prepare_run_dir(args: &PretrainArgs) -> Result<PathBuf> {
         fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
-    Ok(dir)
+    Ok(RunDir { path: dir, fresh: args.resume.is_none() })
 }
 
 /// The run directory of a `--resume` target: the directory itself, or the run holding a
