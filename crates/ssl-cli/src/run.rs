@@ -312,6 +312,15 @@ pub fn load_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
 }
 
+/// `runs/<stem>-<unix time>`: the default run directory of a command.
+fn default_run_dir(stem: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    PathBuf::from("runs").join(format!("{stem}-{secs}"))
+}
+
 /// The run directory of a pretraining run. A new run's directory is removed again when the
 /// run fails before it has written anything worth keeping (a checkpoint or `summary.json`):
 /// a bad input found in the first batches (a truncated image, say) leaves nothing behind, while a
@@ -352,13 +361,7 @@ pub fn prepare_run_dir(args: &PretrainArgs) -> Result<RunDir> {
         (Some(d), _) => d.clone(),
         // Resuming without --out continues in the run directory the checkpoint belongs to.
         (None, Some(resume)) => resume_run_dir(resume)?,
-        (None, None) => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
-            PathBuf::from("runs").join(format!("{}-{secs}", args.method))
-        }
+        (None, None) => default_run_dir(&args.method),
     };
     let non_empty = fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false);
     if non_empty && args.resume.is_none() {
@@ -790,11 +793,7 @@ fn finetune_out_dir(args: &FinetuneArgs, method: &str, checkpoint: &Path) -> Res
     let dir = match &args.out {
         Some(d) => d.clone(),
         None => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
-            let base = PathBuf::from("runs").join(format!("{method}-finetune-{secs}"));
+            let base = default_run_dir(&format!("{method}-finetune"));
             // Two fine-tunings started in the same second get their own directories.
             (1..)
                 .map(|i| if i == 1 { base.clone() } else { PathBuf::from(format!("{}-{i}", base.display())) })
@@ -898,18 +897,11 @@ pub fn finetune_report<M: ssl_core::Objective>(
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    // The old directory (with --force) is moved aside, the new one renamed in, then the old
-    // one deleted: at every moment one complete directory is at `out`'s path or beside it.
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    if out.exists() {
-        fs::rename(&out, &old).with_context(|| format!("cannot move {} aside", out.display()))?;
-    }
-    if let Err(e) = fs::rename(&tmp, &out) {
-        let _ = fs::rename(&old, &out);
+    // An old directory (with --force) is replaced only once the new one is complete.
+    if let Err(e) = ssl_core::checkpoint::install_dir(&tmp, &out) {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e).with_context(|| format!("cannot move the fine-tuned model to {}", out.display()));
     }
-    let _ = fs::remove_dir_all(&old);
     eprintln!("fine-tuned model saved to {}", out.display());
     let mut printed = summary;
     printed["out"] = serde_json::json!(out);

@@ -181,16 +181,44 @@ pub fn save(
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if final_path.exists() {
-        let old = dir.join(format!(".{name}.old-{}", std::process::id()));
-        fs::rename(&final_path, &old).with_path(&final_path)?;
-        fs::rename(&tmp, &final_path).with_path(&final_path)?;
-        let _ = fs::remove_dir_all(&old);
-    } else {
-        fs::rename(&tmp, &final_path).with_path(&final_path)?;
-    }
-    sync_dir(&dir)?;
+    install_dir(&tmp, &final_path)?;
     Ok(final_path)
+}
+
+/// Moves the complete folder `tmp` to its sibling `dest`, replacing a folder already there:
+/// the old one is renamed aside first and deleted last (put back if the move fails), so at
+/// every moment a complete folder is at `dest` or beside it; the parent is then fsynced. Used
+/// for checkpoints and for any output folder that must appear whole or not at all.
+///
+/// ```
+/// let root = tempfile::tempdir()?;
+/// let (tmp, dest) = (root.path().join(".new"), root.path().join("out"));
+/// std::fs::create_dir_all(&dest)?;
+/// std::fs::write(dest.join("old.txt"), "old")?;
+/// std::fs::create_dir_all(&tmp)?;
+/// std::fs::write(tmp.join("new.txt"), "new")?;
+/// ssl_core::checkpoint::install_dir(&tmp, &dest)?;
+/// assert!(dest.join("new.txt").exists() && !dest.join("old.txt").exists() && !tmp.exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn install_dir(tmp: &Path, dest: &Path) -> Result<()> {
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let had_old = dest.exists();
+    if had_old {
+        fs::rename(dest, &old).with_path(dest)?;
+    }
+    if let Err(e) = fs::rename(tmp, dest) {
+        if had_old {
+            let _ = fs::rename(&old, dest);
+        }
+        return Err(Error::io(dest, e));
+    }
+    if had_old {
+        let _ = fs::remove_dir_all(&old);
+    }
+    sync_dir(parent)
 }
 
 /// The complete checkpoints of a run, oldest first, as `(step, folder)`. Temporary folders of
