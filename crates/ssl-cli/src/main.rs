@@ -89,6 +89,11 @@ pub struct PretrainArgs {
     /// (`tensorboard --logdir RUN/tensorboard`).
     #[arg(long)]
     pub tensorboard: bool,
+    /// Benchmarks: train every step on the first batch, so the step times measure the model
+    /// alone, without the input pipeline (what `cargo xtask bench throughput --vs-pytorch`
+    /// compares). The losses are not those of a real run.
+    #[arg(long)]
+    pub repeat_batch: bool,
     /// Reuse a non-empty run directory, replacing what it holds.
     #[arg(long)]
     pub force: bool,

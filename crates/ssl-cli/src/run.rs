@@ -423,7 +423,10 @@ pub fn trainer(
     train: ssl_core::trainer::TrainConfig,
     dir: &Path,
 ) -> Result<ssl_core::trainer::Trainer> {
-    let mut trainer = ssl_core::trainer::Trainer::new(train).run_dir(dir).resume_from(args.resume.clone());
+    let mut trainer = ssl_core::trainer::Trainer::new(train)
+        .run_dir(dir)
+        .resume_from(args.resume.clone())
+        .repeat_batch(args.repeat_batch);
     if args.tensorboard {
         let resumed_from = match &args.resume {
             Some(r) => Some(ssl_core::checkpoint::load_meta(r)?.1.step),
@@ -437,8 +440,8 @@ pub fn trainer(
 
 /// The keys every pretraining `summary.json` starts with, from the trainer's report:
 /// `method`, `steps`, `samples_per_sec`, `final_loss`, `device`, `wall_seconds`,
-/// `step_time_median_s`, `step_time_p90_s`, `steady_samples_per_sec` (after the warm-up) and
-/// `peak_host_memory_bytes`. Also draws the run's
+/// `step_time_median_s`, `step_time_p90_s`, `steady_samples_per_sec` (after the warm-up),
+/// `peak_host_memory_bytes` and `parameters` (trainable values). Also draws the run's
 /// loss and learning-rate curves from its `metrics.jsonl` into `training_curves.png`.
 pub fn training_summary(
     dir: &Path,
@@ -460,6 +463,7 @@ pub fn training_summary(
         "step_time_p90_s": report.step_time.p90_s,
         "steady_samples_per_sec": report.step_time.samples_per_sec,
         "peak_host_memory_bytes": report.peak_host_memory_bytes,
+        "parameters": report.parameters,
     }))
 }
 

@@ -67,7 +67,7 @@ fn pretrain_writes_the_contract_run_directory_and_resumes() {
         std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().next().unwrap(),
     )
     .unwrap();
-    for key in ["step", "loss", "lr", "samples_per_sec"] {
+    for key in ["step", "loss", "lr", "samples_per_sec", "host_memory_mib"] {
         assert!(first_line.get(key).is_some(), "metrics.jsonl lacks {key}");
     }
     // Step-time statistics and peak memory, and the loss and learning-rate curves.
@@ -75,6 +75,7 @@ fn pretrain_writes_the_contract_run_directory_and_resumes() {
         (summary["step_time_median_s"].as_f64().unwrap(), summary["step_time_p90_s"].as_f64().unwrap());
     assert!(median > 0.0 && p90 > 0.0, "{summary}");
     assert!(summary["peak_host_memory_bytes"].as_u64().unwrap_or(0) > 1 << 20, "{summary}");
+    assert!(summary["parameters"].as_u64().unwrap_or(0) > 1000, "{summary}");
     let curves = image::open(run.join("training_curves.png")).unwrap();
     assert_eq!((curves.width(), curves.height()), (ssl_plot::WIDTH, 2 * ssl_plot::HEIGHT));
 

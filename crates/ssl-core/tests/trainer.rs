@@ -107,6 +107,8 @@ struct Regression {
     vs: nn::VarStore,
     net: nn::Linear,
     nan_at: Option<u64>,
+    /// The sum of every batch's inputs, in the order seen.
+    seen: Vec<f64>,
 }
 
 impl Regression {
@@ -114,7 +116,7 @@ impl Regression {
         ssl_core::tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = nn::linear(vs.root() / "net", 4, 1, Default::default());
-        Self { vs, net, nan_at: None }
+        Self { vs, net, nan_at: None, seen: Vec::new() }
     }
 }
 
@@ -136,6 +138,7 @@ impl Objective for Regression {
         &self.vs
     }
     fn forward(&mut self, (x, y): &(Tensor, Tensor), ctx: &StepContext) -> Result<LossOutput> {
+        self.seen.push(x.sum(Kind::Double).double_value(&[]));
         let loss = (self.net.forward(x).squeeze_dim(1) - y).square().mean(Kind::Float);
         if self.nan_at == Some(ctx.step) {
             return Ok(LossOutput::new(loss * f64::NAN));
@@ -172,6 +175,20 @@ fn regression_loader(batch_size: usize) -> DataLoader<InMemoryDataset<(Vec<f32>,
     let ds = InMemoryDataset::new("regression", items).unwrap();
     let cfg = LoaderConfig { batch_size, drop_last: true, prefetch: 1, seed: 0 };
     DataLoader::new(ds, Rows, RandomSampler::new(4), cfg).unwrap()
+}
+
+#[test]
+fn repeat_batch_trains_on_the_first_batch_only() {
+    let _torch = torch_lock();
+    let mut normal = Regression::new();
+    let report = Trainer::new(train_config(4)).fit(&mut normal, &regression_loader(4)).unwrap();
+    assert_eq!(report.parameters, 5, "4 weights and a bias");
+    assert!(normal.seen.windows(2).any(|w| w[0] != w[1]), "{:?}", normal.seen);
+
+    let mut repeated = Regression::new();
+    Trainer::new(train_config(4)).repeat_batch(true).fit(&mut repeated, &regression_loader(4)).unwrap();
+    assert_eq!(repeated.seen.len(), 4);
+    assert!(repeated.seen.iter().all(|&s| s == normal.seen[0]), "{:?} vs {:?}", repeated.seen, normal.seen);
 }
 
 #[test]

@@ -56,6 +56,8 @@ pub struct TrainReport {
     /// The process's peak resident host memory so far, in bytes (`VmHWM`; `None` where the
     /// system does not say).
     pub peak_host_memory_bytes: Option<u64>,
+    /// Trainable parameters (values, not tensors) of the objective.
+    pub parameters: u64,
 }
 
 /// Median and 90th percentile of a run's step times, in seconds.
@@ -117,9 +119,21 @@ impl StepTimes {
 /// The peak resident memory of this process in bytes, from `/proc/self/status` (`VmHWM`);
 /// `None` where that file does not exist (not Linux) or says nothing.
 pub fn peak_host_memory_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// The resident memory of this process now, in bytes (`VmRSS` of `/proc/self/status`); `None`
+/// where that file does not exist (not Linux) or says nothing. Every step record carries it as
+/// `host_memory_mib`, so a leak shows as a rising line (`cargo xtask reliability` checks that it
+/// stays flat over thousands of steps).
+pub fn host_memory_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+fn proc_status_bytes(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line.trim_start_matches(key).trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb * 1024)
 }
 
@@ -129,6 +143,7 @@ pub struct Trainer {
     run_dir: Option<PathBuf>,
     resume: Option<PathBuf>,
     stop_after: Option<u64>,
+    repeat_batch: bool,
     sinks: Vec<Box<dyn MetricsSink>>,
     config_snapshot: serde_json::Value,
 }
@@ -137,7 +152,15 @@ impl Trainer {
     /// A trainer with `config`, no run directory (nothing written), no resume.
     pub fn new(config: TrainConfig) -> Self {
         let config_snapshot = serde_json::to_value(&config).unwrap_or_default();
-        Self { config, run_dir: None, resume: None, stop_after: None, sinks: Vec::new(), config_snapshot }
+        Self {
+            config,
+            run_dir: None,
+            resume: None,
+            stop_after: None,
+            repeat_batch: false,
+            sinks: Vec::new(),
+            config_snapshot,
+        }
     }
 
     /// Writes `metrics.jsonl` and checkpoints under `dir`.
@@ -156,6 +179,15 @@ impl Trainer {
     /// leaving the schedule laid out over `config.steps`. Used to split runs and by tests.
     pub fn stop_after(mut self, step: Option<u64>) -> Self {
         self.stop_after = step;
+        self
+    }
+
+    /// Trains every step on the loader's first batch (already on the device): the step
+    /// times then measure the model alone (forward, backward, update), without the input
+    /// pipeline. For benchmarks: the PyTorch comparison of `cargo xtask bench` times its
+    /// reference the same way. The loss is not that of a real run.
+    pub fn repeat_batch(mut self, on: bool) -> Self {
+        self.repeat_batch = on;
         self
     }
 
@@ -242,6 +274,7 @@ impl Trainer {
                 format!("`{}` has no trainable parameters", objective.name()),
             ));
         }
+        let parameters = params.iter().map(|(_, t)| t.numel() as u64).sum();
         let mut optimizer =
             Optimizer::new(cfg.optimizer.clone(), params, |n, s| objective.no_weight_decay(n, s))?;
 
@@ -286,17 +319,27 @@ impl Trainer {
         let accum = cfg.accumulation_steps;
         let mut durations = Vec::with_capacity(end.saturating_sub(start_step) as usize);
         let mut step_samples = Vec::with_capacity(durations.capacity());
+        let mut repeated: Option<O::Batch> = None;
 
         for step in start_step..end {
             let step_started = Instant::now();
             let samples_before = total_samples;
             let mut metrics = BTreeMap::new();
             for micro in 0..accum {
-                let (next, batch) = batches
-                    .next()
-                    .ok_or_else(|| Error::data("data loader", "the batch stream ended unexpectedly"))??;
-                position = next;
-                let batch = batch.to_device(device);
+                let batch = match &repeated {
+                    Some(batch) => batch.to_device(device),
+                    None => {
+                        let (next, batch) = batches.next().ok_or_else(|| {
+                            Error::data("data loader", "the batch stream ended unexpectedly")
+                        })??;
+                        position = next;
+                        let batch = batch.to_device(device);
+                        if self.repeat_batch {
+                            repeated = Some(batch.to_device(device));
+                        }
+                        batch
+                    }
+                };
                 total_samples += batch.batch_size();
                 window.samples += batch.batch_size();
                 let ctx = StepContext { step, total_steps: cfg.steps, micro_step: micro, device };
@@ -396,6 +439,7 @@ impl Trainer {
             last_checkpoint,
             step_time: StepTimes::from_steps(&durations, &step_samples),
             peak_host_memory_bytes: peak_host_memory_bytes(),
+            parameters,
         })
     }
 }
@@ -413,8 +457,11 @@ impl Window {
         Self { started: Instant::now(), steps: 0, samples: 0, loss_sum: 0.0 }
     }
 
-    fn record(&self, step: u64, lr: f64, metrics: BTreeMap<String, f64>) -> StepRecord {
+    fn record(&self, step: u64, lr: f64, mut metrics: BTreeMap<String, f64>) -> StepRecord {
         let secs = self.started.elapsed().as_secs_f64();
+        if let Some(bytes) = host_memory_bytes() {
+            metrics.insert("host_memory_mib".into(), bytes as f64 / 1_048_576.0);
+        }
         StepRecord {
             step,
             loss: self.loss_sum / self.steps.max(1) as f64,
