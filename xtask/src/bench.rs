@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::tasks::{self, CargoStep};
+use crate::vs_pytorch;
 
 /// The suites of `cargo xtask bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -98,13 +99,16 @@ pub const QUICK_QUALITY_STEPS: u64 = 40;
 
 /// The bench config of `method`: its default run with checkpoints only at the end, no
 /// progress bar, a record every 5 steps and, on CUDA, bf16 autocast.
-pub fn bench_config(method: &str, device: &str) -> String {
+pub fn bench_config(method: &str, device: &str, threads: Option<usize>) -> String {
     let mut cfg = format!(
         "# cargo xtask bench: the default run of `{method}`, checkpoints only at the end.\n\
          method = \"{method}\"\n[train]\ncheckpoint_every = 0\nlog_every = 5\nprogress = false\n"
     );
     if device.starts_with("cuda") {
         cfg.push_str("precision = \"bf16\"\n");
+    }
+    if let Some(t) = threads {
+        let _ = writeln!(cfg, "threads = {t}");
     }
     cfg
 }
@@ -277,9 +281,8 @@ pub fn bench(repo: &Path, args: &BenchArgs) -> Result<()> {
         None => repo.join("target/bench").join(format!("{}-{device_tag}-{secs}", args.suite.name())),
     };
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    if args.vs_pytorch {
-        vs_pytorch_notice(repo);
-    }
+    let python = if args.vs_pytorch { vs_pytorch::find_python(repo) } else { None };
+    let python = python.as_deref();
     let mut markdown = String::new();
     let mut all = serde_json::Map::new();
     for &suite in suites {
@@ -288,8 +291,33 @@ pub fn bench(repo: &Path, args: &BenchArgs) -> Result<()> {
         let started = Instant::now();
         let (rows, table) = match suite {
             Suite::Throughput => {
-                let rows = throughput(repo, &dir, args)?;
-                let table = throughput_table(&rows);
+                let rows = throughput(repo, &dir, args, python)?;
+                let mut table = throughput_table(&rows);
+                let compared: Vec<Value> = rows.iter().filter_map(|r| r.get("vs_pytorch").cloned()).collect();
+                if !compared.is_empty() {
+                    let _ = write!(
+                        table,
+                        "\nSide by side with PyTorch {} (the model step alone: one fixed batch, {} intra-op threads, A B rounds, medians):\n\n{}",
+                        crate::libtorch::REQUIRED,
+                        compared[0]["threads"],
+                        vs_pytorch::table(&compared, "method", "samples/s")
+                    );
+                    let bars: Vec<(String, f64)> = compared
+                        .iter()
+                        .map(|r| {
+                            (
+                                r["method"].as_str().unwrap_or("?").to_string(),
+                                r["ratio"].as_f64().unwrap_or(0.0),
+                            )
+                        })
+                        .collect();
+                    ssl_plot::bar_chart(
+                        &dir.join("vs_pytorch.png"),
+                        "ours / PyTorch, model step",
+                        "ratio of samples/s",
+                        &bars,
+                    )?;
+                }
                 let bars: Vec<(String, f64)> = rows
                     .iter()
                     .map(|r| {
@@ -309,7 +337,7 @@ pub fn bench(repo: &Path, args: &BenchArgs) -> Result<()> {
                 (rows, table)
             }
             Suite::Data => {
-                let rows = data(repo, &dir, args)?;
+                let rows = data(repo, &dir, args, python)?;
                 let bars: Vec<(String, f64)> = rows
                     .iter()
                     .map(|r| {
@@ -320,7 +348,15 @@ pub fn bench(repo: &Path, args: &BenchArgs) -> Result<()> {
                     })
                     .collect();
                 ssl_plot::bar_chart(&dir.join("data.png"), "input pipelines", "items / s per thread", &bars)?;
-                let table = data_table(&rows);
+                let mut table = data_table(&rows);
+                let compared: Vec<Value> = rows.iter().filter_map(|r| r.get("vs_pytorch").cloned()).collect();
+                if !compared.is_empty() {
+                    let _ = write!(
+                        table,
+                        "\nSide by side with torchvision (PIL decode + torchvision.transforms.v2 with SimCLR's parameters; A B rounds, medians):\n\n{}",
+                        vs_pytorch::table(&compared, "pipeline", "images/s")
+                    );
+                }
                 (rows, table)
             }
             Suite::Quality => {
@@ -405,12 +441,13 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn throughput(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
+fn throughput(repo: &Path, dir: &Path, args: &BenchArgs, python: Option<&str>) -> Result<Vec<Value>> {
     let steps = throughput_steps(args.quick).to_string();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     for method in methods(repo, args, None)? {
         let cfg = dir.join(format!("{method}.toml"));
-        fs::write(&cfg, bench_config(&method, &args.device))?;
+        fs::write(&cfg, bench_config(&method, &args.device, None))?;
         let run = dir.join("runs").join(&method);
         let log = dir.join(format!("{method}.log"));
         println!("bench throughput: {method} ({steps} steps)");
@@ -438,7 +475,24 @@ fn throughput(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
             .with_context(|| format!("parsing {}", config_path.display()))?;
         // Keep the resolved config and summary; the checkpoint is not needed.
         let _ = fs::remove_dir_all(run.join("checkpoints"));
-        rows.push(throughput_row(&method, &summary, &config));
+        let mut row = throughput_row(&method, &summary, &config);
+        if let Some(python) = python {
+            let job = vs_pytorch::Job {
+                method: &method,
+                dir,
+                steps: throughput_steps(args.quick),
+                device: &args.device,
+                threads,
+                rounds: vs_pytorch::rounds(args.quick),
+            };
+            let config = bench_config(&method, &args.device, Some(threads));
+            let mut vs = vs_pytorch::throughput_method(repo, python, &job, &config, |argv, log| {
+                run_ssl(repo, argv, log)
+            })?;
+            vs["threads"] = json!(threads);
+            row["vs_pytorch"] = vs;
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -466,58 +520,51 @@ fn quality(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
 pub const DATA_EXAMPLES: [(&str, &str); 3] =
     [("ssl-vision", "vision_data"), ("ssl-audio", "audio_data"), ("ssl-text", "text_data")];
 
-fn data(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
+/// Runs a crate's data example with `extra` arguments after `--json`; returns its JSON lines.
+fn run_example(repo: &Path, krate: &str, example: &str, extra: &[&str], log: &Path) -> Result<Vec<Value>> {
+    let mut argv = vec!["run", "--release", "-q", "-p", krate, "--example", example, "--", "--json"];
+    argv.extend_from_slice(extra);
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(&argv)
+        .current_dir(repo)
+        .output()
+        .with_context(|| format!("running the {example} example of {krate}"))?;
+    fs::write(log, [&out.stdout[..], &out.stderr[..]].concat())?;
+    if !out.status.success() {
+        bail!("the {example} example of {krate} failed ({}); see {}", out.status, log.display());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|line| serde_json::from_str(line).with_context(|| format!("{krate} printed `{line}`")))
+        .collect()
+}
+
+fn data(repo: &Path, dir: &Path, args: &BenchArgs, python: Option<&str>) -> Result<Vec<Value>> {
+    let quick: &[&str] = if args.quick { &["--quick"] } else { &[] };
     let mut rows = Vec::new();
     for (krate, example) in DATA_EXAMPLES {
-        let mut argv = vec!["run", "--release", "-q", "-p", krate, "--example", example, "--", "--json"];
-        if args.quick {
-            argv.push("--quick");
-        }
         println!("bench data: {krate}");
-        let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(&argv)
-            .current_dir(repo)
-            .output()
-            .with_context(|| format!("running the {example} example of {krate}"))?;
-        let log = dir.join(format!("{krate}.log"));
-        fs::write(&log, [&out.stdout[..], &out.stderr[..]].concat())?;
-        if !out.status.success() {
-            bail!("the {example} example of {krate} failed ({}); see {}", out.status, log.display());
-        }
-        for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
-            rows.push(serde_json::from_str(line).with_context(|| format!("{krate} printed `{line}`"))?);
+        rows.extend(run_example(repo, krate, example, quick, &dir.join(format!("{krate}.log")))?);
+    }
+    if let Some(python) = python {
+        let vs = vs_pytorch::data_images(repo, python, dir, args.quick, |images, round| {
+            let images = images.display().to_string();
+            let mut extra = vec!["--images", &images, "--one-thread"];
+            extra.extend_from_slice(quick);
+            let log = dir.join(format!("ssl-vision-{round}.log"));
+            let lines = run_example(repo, "ssl-vision", "vision_data", &extra, &log)?;
+            lines
+                .iter()
+                .find(|r| r["threads"] == 1)
+                .and_then(|r| r["per_sec"].as_f64())
+                .with_context(|| format!("no one-thread line in {}", log.display()))
+        })?;
+        if let Some(row) = rows.first_mut() {
+            row["vs_pytorch"] = vs;
         }
     }
     Ok(rows)
-}
-
-/// `--vs-pytorch`: says whether a Python with torch 2.11 was found and what the comparison
-/// needs.
-fn vs_pytorch_notice(repo: &Path) {
-    let probes: Vec<(&str, crate::python::Probe)> =
-        crate::python::PYTHONS.iter().map(|p| (*p, crate::python::probe_python(p))).collect();
-    let (found, notes) = crate::python::choose_python_torch(&probes);
-    match found {
-        None => {
-            println!(
-                "bench --vs-pytorch: no Python with torch {} found; skipping the comparison.",
-                crate::libtorch::REQUIRED
-            );
-            for n in notes {
-                println!("  {n}");
-            }
-            println!("  to compare, install it into a virtual environment: `python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.11.0`, then run this again from that shell.");
-        }
-        Some(p) => {
-            let refs = repo.join("bench/pytorch");
-            println!(
-                "bench --vs-pytorch: {} has torch {}, but the PyTorch reference implementations ({}) are not part of this version yet; skipping the comparison.",
-                p.python,
-                crate::libtorch::REQUIRED,
-                refs.display()
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -532,12 +579,13 @@ mod tests {
 
     #[test]
     fn bench_configs_are_valid_toml_and_use_bf16_on_cuda_only() {
-        let cpu: toml::Value = bench_config("mae", "cpu").parse().expect("toml");
+        let cpu: toml::Value = bench_config("mae", "cpu", None).parse().expect("toml");
         assert_eq!(cpu["method"].as_str(), Some("mae"));
         assert_eq!(cpu["train"]["checkpoint_every"].as_integer(), Some(0));
         assert!(cpu["train"].get("precision").is_none());
-        let cuda: toml::Value = bench_config("mae", "cuda:0").parse().expect("toml");
+        let cuda: toml::Value = bench_config("mae", "cuda:0", Some(4)).parse().expect("toml");
         assert_eq!(cuda["train"]["precision"].as_str(), Some("bf16"));
+        assert_eq!(cuda["train"]["threads"].as_integer(), Some(4));
     }
 
     #[test]

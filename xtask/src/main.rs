@@ -35,6 +35,7 @@ mod provision;
 mod python;
 mod reliability;
 mod tasks;
+mod vs_pytorch;
 
 /// Project automation for ssl-rs.
 #[derive(Debug, Parser)]

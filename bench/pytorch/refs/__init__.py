@@ -1,0 +1,1 @@
+"""PyTorch reference workloads, one module per modality."""
