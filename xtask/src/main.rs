@@ -28,6 +28,7 @@ macro_rules! say {
 
 mod bench;
 mod checks;
+mod fuzz;
 mod libtorch;
 mod manifest;
 mod new_crate;
@@ -86,10 +87,14 @@ enum Cmd {
     ///
     /// Installs the `tensorboard` package with pip into target/tensorboard-venv on first use.
     CheckTensorboard,
-    /// Exact resume under hard kills: tiny runs of one method per modality are killed with
-    /// SIGKILL (once during a checkpoint write), resumed, and compared bit for bit with an
-    /// uninterrupted run.
+    /// The reliability checks: exact resume under hard kills (tiny runs of one method per
+    /// modality killed with SIGKILL, once during a checkpoint write, resumed, and compared bit
+    /// for bit with an uninterrupted run), a memory soak over thousands of steps, and (not with
+    /// --quick) the fuzz targets.
     Reliability(reliability::ReliabilityArgs),
+    /// Run the cargo-fuzz targets of fuzz/ (the parsers and decoders of user files) from their
+    /// seeds, each for --seconds. Needs a nightly toolchain and cargo-fuzz.
+    Fuzz(fuzz::FuzzArgs),
     /// Check that a freshly scaffolded modality crate passes its tests, in a temporary copy of
     /// the repository (under target/).
     CheckScaffold,
@@ -124,6 +129,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::NewModality { name } => new_crate::new_crate(&repo, &name),
         Cmd::CheckScaffold => checks::scaffold(&repo),
         Cmd::Reliability(args) => reliability::reliability(&repo, &args),
+        Cmd::Fuzz(args) => fuzz::fuzz(&repo, &args).map(drop),
     }
 }
 

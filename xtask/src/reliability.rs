@@ -1,4 +1,4 @@
-//! `cargo xtask reliability`: exact resume under hard kills.
+//! `cargo xtask reliability`: exact resume under hard kills, a memory soak, fuzzing.
 //!
 //! For one method of each modality (`xtask/reliability/<method>.toml`: tiny, deterministic CPU
 //! runs with a checkpoint every 2 steps), an uninterrupted reference run is compared with runs
@@ -11,8 +11,15 @@
 //!
 //! After the kill the run is resumed from its newest checkpoint (which must load: checksums
 //! verified; a kill before the first checkpoint restarts from scratch), and the final weights
-//! (`model.safetensors`, byte for byte) and `metrics.jsonl` (every field but the timing
-//! `samples_per_sec`) must equal the reference's.
+//! (`model.safetensors`, byte for byte) and `metrics.jsonl` (every field but the measurements
+//! of the machine, `samples_per_sec` and `host_memory_mib`) must equal the reference's.
+//!
+//! The soak trains the tiny `synthetic` model for thousands of steps (3 000 with `--quick`,
+//! 20 000 otherwise; `xtask/reliability/soak.toml`) and reads the resident memory every step
+//! record carries (`host_memory_mib`): the median of the last fifth of the records may exceed
+//! that of the second fifth (after the allocator's warm-up) by at most [`SOAK_BOUND_MIB`].
+//!
+//! Without `--quick`, the fuzz targets then run ([`crate::fuzz`], `--fuzz-seconds` each).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,6 +44,64 @@ pub struct ReliabilityArgs {
     /// Methods to check (comma-separated; default: one per modality).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
+    /// Seconds per fuzz target (not with --quick; 0 skips fuzzing).
+    #[arg(long, default_value_t = 60)]
+    pub fuzz_seconds: u64,
+}
+
+/// How much the resident memory may grow over the soak, in MiB.
+pub const SOAK_BOUND_MIB: f64 = 16.0;
+
+/// Soak steps.
+pub fn soak_steps(quick: bool) -> u64 {
+    if quick {
+        3_000
+    } else {
+        20_000
+    }
+}
+
+/// The growth of resident memory over a soak, in MiB: the median of the last fifth of the
+/// samples minus the median of the second fifth. `None` with fewer than 10 samples.
+pub fn memory_growth_mib(samples: &[f64]) -> Option<f64> {
+    if samples.len() < 10 {
+        return None;
+    }
+    let fifth = samples.len() / 5;
+    let median = |xs: &[f64]| {
+        let mut v = xs.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Some(median(&samples[samples.len() - fifth..]) - median(&samples[fifth..2 * fifth]))
+}
+
+/// Runs the soak; returns (steps, growth in MiB, first and last resident MiB).
+fn soak(repo: &Path, ssl: &Path, work: &Path, quick: bool) -> Result<(u64, f64, f64, f64)> {
+    let steps = soak_steps(quick);
+    let out = work.join("soak");
+    let config = repo.join("xtask/reliability/soak.toml");
+    println!("reliability: soak, {steps} steps of `synthetic`");
+    let status = Command::new(ssl)
+        .args(["pretrain", "synthetic", "--no-eval", "--force", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .args(["--steps", &steps.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("starting ssl")?;
+    if !status.success() {
+        bail!("the soak run failed ({status}): `ssl pretrain synthetic --config {}`", config.display());
+    }
+    let text = fs::read_to_string(out.join("metrics.jsonl")).context("reading the soak's metrics.jsonl")?;
+    let rss: Vec<f64> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["host_memory_mib"].as_f64())
+        .collect();
+    let growth = memory_growth_mib(&rss).context("the soak logged too few records with host_memory_mib")?;
+    Ok((steps, growth, rss[0], rss[rss.len() - 1]))
 }
 
 /// A pseudo-random fraction in `[0, 1)` from `seed` (splitmix64), for kill times.
@@ -47,7 +112,8 @@ pub fn fraction(seed: u64) -> f64 {
     (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
 }
 
-/// `metrics.jsonl` without the timing field, one value per record.
+/// `metrics.jsonl` without the fields that measure the machine (`samples_per_sec`,
+/// `host_memory_mib`), one value per record.
 pub fn comparable_metrics(text: &str) -> Result<Vec<Value>> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -55,6 +121,7 @@ pub fn comparable_metrics(text: &str) -> Result<Vec<Value>> {
             let mut v: Value = serde_json::from_str(l).with_context(|| format!("metrics line `{l}`"))?;
             if let Some(o) = v.as_object_mut() {
                 o.remove("samples_per_sec");
+                o.remove("host_memory_mib");
             }
             Ok(v)
         })
@@ -282,6 +349,17 @@ pub fn reliability(repo: &Path, args: &ReliabilityArgs) -> Result<()> {
     if identical != trials.len() {
         bail!("{} resumed run(s) differ from the uninterrupted run", trials.len() - identical);
     }
+    let (steps, growth, first, last) = soak(repo, &repo.join("target/debug/ssl"), &work, args.quick)?;
+    println!(
+        "reliability: soak of {steps} steps: resident memory {first:.0} MiB at the first record, {last:.0} MiB at the last, grew {growth:+.1} MiB (bound {SOAK_BOUND_MIB} MiB)"
+    );
+    if growth > SOAK_BOUND_MIB {
+        bail!("resident memory grew {growth:.1} MiB over {steps} steps (bound {SOAK_BOUND_MIB} MiB): a leak");
+    }
+    if !args.quick && args.fuzz_seconds > 0 {
+        let fuzz = crate::fuzz::FuzzArgs { seconds: args.fuzz_seconds, targets: Vec::new() };
+        crate::fuzz::fuzz(repo, &fuzz)?;
+    }
     println!("<== reliability: ok in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -289,6 +367,18 @@ pub fn reliability(repo: &Path, args: &ReliabilityArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_growth_compares_the_last_fifth_with_the_second() {
+        let flat: Vec<f64> = (0..100).map(|i| 150.0 + ((i * 37) % 5) as f64 * 0.1).collect();
+        assert!(memory_growth_mib(&flat).unwrap().abs() < 1.0);
+        // A first fifth of warm-up growth does not count; a steady leak does.
+        let warm: Vec<f64> = (0..100).map(|i| if i < 20 { 100.0 + i as f64 * 5.0 } else { 200.0 }).collect();
+        assert_eq!(memory_growth_mib(&warm), Some(0.0));
+        let leak: Vec<f64> = (0..100).map(|i| 150.0 + i as f64 * 0.5).collect();
+        assert!(memory_growth_mib(&leak).unwrap() > 25.0);
+        assert_eq!(memory_growth_mib(&[1.0; 9]), None);
+    }
 
     #[test]
     fn fractions_are_spread_and_deterministic() {
@@ -300,9 +390,13 @@ mod tests {
     }
 
     #[test]
-    fn metrics_comparison_ignores_timing_only() {
-        let a = comparable_metrics("{\"step\":1,\"loss\":0.5,\"samples_per_sec\":10}\n").unwrap();
-        let b = comparable_metrics("{\"step\":1,\"loss\":0.5,\"samples_per_sec\":99}\n\n").unwrap();
+    fn metrics_comparison_ignores_machine_measurements_only() {
+        let a =
+            comparable_metrics("{\"step\":1,\"loss\":0.5,\"samples_per_sec\":10,\"host_memory_mib\":80}\n")
+                .unwrap();
+        let b =
+            comparable_metrics("{\"step\":1,\"loss\":0.5,\"samples_per_sec\":99,\"host_memory_mib\":90}\n\n")
+                .unwrap();
         let c = comparable_metrics("{\"step\":1,\"loss\":0.50001,\"samples_per_sec\":10}\n").unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);

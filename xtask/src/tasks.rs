@@ -118,7 +118,8 @@ pub fn ci(repo: &Path) -> Result<()> {
     }
     crate::checks::tensorboard(repo)?;
     crate::checks::scaffold(repo)?;
-    let quick = crate::reliability::ReliabilityArgs { kills: 2, quick: true, methods: Vec::new() };
+    let quick =
+        crate::reliability::ReliabilityArgs { kills: 2, quick: true, methods: Vec::new(), fuzz_seconds: 0 };
     crate::reliability::reliability(repo, &quick)?;
     println!("ci: all steps passed in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())

@@ -374,3 +374,37 @@ fn unusual_but_valid_images_train_and_skip_mode_counts_what_it_skips() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("skipped 2 unreadable image(s)"), "{err}");
 }
+
+/// A run that diverges (a learning rate of 1e30) must stop at the first non-finite loss with an
+/// error saying so, keep the checkpoints written before it loadable (checksums verified), write
+/// no checkpoint for the failing step and no summary.
+#[test]
+fn a_diverging_run_stops_at_its_non_finite_loss_and_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        &tmp.path().join("diverge.toml"),
+        "method = \"synthetic\"\n[train]\nsteps = 40\nlog_every = 1\ncheckpoint_every = 1\nkeep_last = 2\nprogress = false\n\
+         [train.optimizer]\nname = \"sgd\"\nlr = 1e30\n[train.schedule]\nname = \"constant\"\nwarmup_steps = 0\n",
+    );
+    let run = tmp.path().join("run");
+    let out =
+        ssl(&["pretrain", "synthetic", "--config", &cfg, "--out", &run.display().to_string()], tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("non-finite loss"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!run.join("summary.json").exists(), "a failed run has no summary");
+    let newest =
+        ssl_core::checkpoint::latest(&run).expect("lists").expect("a checkpoint before the divergence");
+    let loaded = ssl_core::checkpoint::load(&newest).expect("the last good checkpoint loads");
+    assert!(loaded.meta.step < 40, "the run stopped early");
+    // The failing step wrote nothing: the loss of the step after the newest checkpoint was the
+    // non-finite one, as the message says.
+    assert!(
+        stderr.contains(&format!("at step {};", loaded.meta.step)),
+        "{stderr} / newest step {}",
+        loaded.meta.step
+    );
+    let finite = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics.jsonl");
+    assert!(finite.lines().all(|l| !l.contains("NaN") && !l.contains("inf")), "{finite}");
+}
