@@ -293,6 +293,13 @@ pub fn bench(repo: &Path, args: &BenchArgs) -> Result<()> {
             Suite::Throughput => {
                 let rows = throughput(repo, &dir, args, python)?;
                 let mut table = throughput_table(&rows);
+                if rows.iter().any(|r| r.get("achieved_gflops").is_some()) {
+                    let _ = write!(
+                        table,
+                        "\nModel FLOPs of the transformer methods (PaLM's count, see xtask/src/flops.rs; MFU against the same device's large-matmul rate):\n\n{}",
+                        flops_table(&rows)
+                    );
+                }
                 let compared: Vec<Value> = rows.iter().filter_map(|r| r.get("vs_pytorch").cloned()).collect();
                 if !compared.is_empty() {
                     let _ = write!(
@@ -476,6 +483,12 @@ fn throughput(repo: &Path, dir: &Path, args: &BenchArgs, python: Option<&str>) -
         // Keep the resolved config and summary; the checkpoint is not needed.
         let _ = fs::remove_dir_all(run.join("checkpoints"));
         let mut row = throughput_row(&method, &summary, &config);
+        if let Some(flops) = crate::flops::training_flops_per_sample(&method, &config) {
+            row["model_gflops_per_sample"] = json!(flops / 1e9);
+            if let Some(rate) = row["samples_per_sec"].as_f64() {
+                row["achieved_gflops"] = json!(flops * rate / 1e9);
+            }
+        }
         if let Some(python) = python {
             let job = vs_pytorch::Job {
                 method: &method,
@@ -494,7 +507,48 @@ fn throughput(repo: &Path, dir: &Path, args: &BenchArgs, python: Option<&str>) -
         }
         rows.push(row);
     }
+    if rows.iter().any(|r| r.get("achieved_gflops").is_some()) {
+        let peak = matmul_peak(repo, dir, &args.device, threads)?;
+        for row in &mut rows {
+            if let Some(achieved) = row["achieved_gflops"].as_f64() {
+                row["peak_gflops"] = json!(peak);
+                row["mfu"] = json!(achieved / peak);
+            }
+        }
+    }
     Ok(rows)
+}
+
+/// The device's matmul peak in GFLOP/s (the `matmul_peak` example: bf16 on CUDA, as the
+/// throughput runs there, fp32 on CPU).
+fn matmul_peak(repo: &Path, dir: &Path, device: &str, threads: usize) -> Result<f64> {
+    let threads = threads.to_string();
+    let mut extra = vec!["--device", device, "--threads", &threads];
+    if device.starts_with("cuda") {
+        extra.push("--bf16");
+    }
+    println!("bench throughput: matmul peak ({device})");
+    let lines = run_example(repo, "ssl-core", "matmul_peak", &extra, &dir.join("matmul_peak.log"))?;
+    lines.first().and_then(|l| l["gflops"].as_f64()).context("the matmul_peak example printed no rate")
+}
+
+/// The Markdown table of the transformer methods' model FLOPs (rows with `achieved_gflops`).
+pub fn flops_table(rows: &[Value]) -> String {
+    let mut t = String::from(
+        "| method | model GFLOP / sample | achieved GFLOP/s | matmul peak GFLOP/s | MFU |\n|---|---:|---:|---:|---:|\n",
+    );
+    for r in rows.iter().filter(|r| r.get("achieved_gflops").is_some()) {
+        let mfu = r["mfu"].as_f64().map_or("-".into(), |m| format!("{:.1}%", 100.0 * m));
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {mfu} |",
+            r["method"].as_str().unwrap_or("?"),
+            num(&r["model_gflops_per_sample"], 3),
+            num(&r["achieved_gflops"], 1),
+            num(&r["peak_gflops"], 1),
+        );
+    }
+    t
 }
 
 fn quality(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
@@ -616,6 +670,17 @@ mod tests {
         assert!(table.contains("| simclr | 5 | linear probe | 0.500 | 0.400 |"), "{table}");
         assert_eq!(quality_keys("gpt").1, "perplexity");
         assert_eq!(quality_keys("clip").1, "zero_shot_acc");
+    }
+
+    #[test]
+    fn the_flops_table_lists_transformer_rows_only() {
+        let rows = [
+            json!({"method": "gpt", "model_gflops_per_sample": 0.25, "achieved_gflops": 50.0, "peak_gflops": 200.0, "mfu": 0.25}),
+            json!({"method": "simclr"}),
+        ];
+        let t = flops_table(&rows);
+        assert!(t.contains("| gpt | 0.250 | 50.0 | 200.0 | 25.0% |"), "{t}");
+        assert!(!t.contains("simclr"));
     }
 
     #[test]

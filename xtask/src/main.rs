@@ -28,6 +28,7 @@ macro_rules! say {
 
 mod bench;
 mod checks;
+mod flops;
 mod fuzz;
 mod libtorch;
 mod manifest;
