@@ -224,14 +224,21 @@ impl Optimizer {
                     }
                     let (m, rest) = p.state.split_at_mut(1);
                     let (m, v) = (&mut m[0], &mut rest[0]);
+                    // In place where libtorch allows, as torch.optim.AdamW's single-tensor path:
+                    // two temporaries per parameter (g², the denominator).
                     let _ = m.f_lerp_(&g, 1.0 - b1).map_err(|e| torch_err(&p.name, e))?;
-                    let _ = v.f_mul_scalar_(b2).map_err(|e| torch_err(&p.name, e))?;
-                    let _ = v.f_add_(&(&g * &g * (1.0 - b2))).map_err(|e| torch_err(&p.name, e))?;
-                    let bc1 = 1.0 - b1.powi(t);
-                    let bc2 = 1.0 - b2.powi(t);
-                    let denom = v.sqrt() / bc2.sqrt() + c.eps;
-                    let update = &*m / denom * (lr / bc1);
-                    let _ = p.var.f_sub_(&update).map_err(|e| torch_err(&p.name, e))?;
+                    let _ = v.f_lerp_(&g.square(), 1.0 - b2).map_err(|e| torch_err(&p.name, e))?;
+                    if lr != 0.0 {
+                        let bc1 = 1.0 - b1.powi(t);
+                        let bc2 = 1.0 - b2.powi(t);
+                        // p -= lr / bc1 · m / (√v / √bc2 + eps), as p += m / denom with the
+                        // step folded into denom (addcdiv_ takes no scale here).
+                        let mut denom = v.sqrt();
+                        let _ = denom.f_div_scalar_(bc2.sqrt()).map_err(|e| torch_err(&p.name, e))?;
+                        let _ = denom.f_add_scalar_(c.eps).map_err(|e| torch_err(&p.name, e))?;
+                        let _ = denom.f_mul_scalar_(-bc1 / lr).map_err(|e| torch_err(&p.name, e))?;
+                        let _ = p.var.f_addcdiv_(&*m, &denom).map_err(|e| torch_err(&p.name, e))?;
+                    }
                 }
                 OptimizerKind::Sgd | OptimizerKind::Lars => {
                     let mut d = if wd > 0.0 { &g + &p.var * wd } else { g.shallow_clone() };
