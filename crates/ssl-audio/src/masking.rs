@@ -34,7 +34,9 @@ use ssl_core::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpanMaskConfig {
-    /// Probability of a frame starting a span (`mask_prob`, 0.65 in the paper).
+    /// fairseq's `mask_prob` (0.65 for wav2vec 2.0 base): about `prob × frames / span` spans start
+    /// (the paper's per-frame start probability p = 0.065 is `prob / span`); overlapping spans
+    /// make the masked share lower (about 49% at the defaults).
     pub prob: f64,
     /// Frames per span (`mask_length`, 10).
     pub span: usize,

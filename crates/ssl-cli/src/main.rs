@@ -303,6 +303,9 @@ pub struct GenerateArgs {
 }
 
 fn main() {
+    // Keep freed tensor memory for the next step instead of faulting in fresh pages every step
+    // (ssl_core::memory explains the numbers).
+    ssl_core::memory::tune_host_allocator();
     let cli = Cli::parse();
     if let Err(e) = dispatch(cli) {
         eprintln!("error: {e:#}");

@@ -29,6 +29,7 @@ pub mod encoder;
 pub mod error;
 pub mod eval;
 pub mod loss;
+pub mod memory;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
