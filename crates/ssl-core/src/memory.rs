@@ -19,8 +19,13 @@
 /// `cargo xtask reliability`'s soak checks to be flat).
 ///
 /// ```
+/// // First thing in a training program's main:
 /// let applied = ssl_core::memory::tune_host_allocator();
-/// assert!(applied || !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some() || std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some());
+/// if cfg!(all(target_os = "linux", target_env = "gnu")) && std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none()
+///     && std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none()
+/// {
+///     assert!(applied);
+/// }
 /// ```
 pub fn tune_host_allocator() -> bool {
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
