@@ -145,11 +145,20 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Runs `python bench/pytorch/ssl_bench.py run ...`, output to `log`; returns its JSON.
-fn reference_run(repo: &Path, python: &str, argv: &[String], out: &Path, log: &Path) -> Result<Value> {
+/// Runs `python bench/pytorch/<script> <argv> --json <out>`, its output to `log`; returns the
+/// JSON it wrote. `what` names it in errors.
+fn python_json(
+    repo: &Path,
+    python: &str,
+    script: &str,
+    argv: &[String],
+    out: &Path,
+    log: &Path,
+    what: &str,
+) -> Result<Value> {
     let file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let status = Command::new(python)
-        .arg(repo.join("bench/pytorch/ssl_bench.py"))
+        .arg(repo.join("bench/pytorch").join(script))
         .args(argv)
         .arg("--json")
         .arg(out)
@@ -159,7 +168,7 @@ fn reference_run(repo: &Path, python: &str, argv: &[String], out: &Path, log: &P
         .status()
         .with_context(|| format!("starting {python}"))?;
     if !status.success() {
-        bail!("the PyTorch reference failed ({status}); its output is in {}", log.display());
+        bail!("{what} failed ({status}); its output is in {}", log.display());
     }
     read_json(out)
 }
@@ -235,7 +244,8 @@ pub fn throughput_method(
             device.into(),
         ];
         let out = dir.join(format!("{method}-{round}-pytorch.json"));
-        let r = reference_run(repo, python, &argv, &out, &dir.join(format!("{method}-{round}-pytorch.log")))?;
+        let log = dir.join(format!("{method}-{round}-pytorch.log"));
+        let r = python_json(repo, python, "ssl_bench.py", &argv, &out, &log, "the PyTorch reference")?;
         reference.push(r["samples_per_sec"].as_f64().unwrap_or(f64::NAN));
         params.1 = r["parameters"].as_u64();
     }
@@ -260,21 +270,9 @@ pub fn data_images(
         println!("bench data --vs-pytorch: images round {} (torchvision)", round + 1);
         let out = dir.join(format!("torchvision-{round}.json"));
         let log = dir.join(format!("torchvision-{round}.log"));
-        let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let status = Command::new(python)
-            .arg(repo.join("bench/pytorch/data_images.py"))
-            .arg(&images)
-            .arg("--json")
-            .arg(&out)
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .current_dir(repo)
-            .status()
-            .with_context(|| format!("starting {python}"))?;
-        if !status.success() {
-            bail!("the torchvision pipeline failed ({status}); its output is in {}", log.display());
-        }
-        reference.push(read_json(&out)?["per_sec"].as_f64().unwrap_or(f64::NAN));
+        let argv = [images.display().to_string()];
+        let r = python_json(repo, python, "data_images.py", &argv, &out, &log, "the torchvision pipeline")?;
+        reference.push(r["per_sec"].as_f64().unwrap_or(f64::NAN));
     }
     Ok(comparison("image decode + 2 SimCLR views, 1 thread", &ours, &reference, (None, None)))
 }
