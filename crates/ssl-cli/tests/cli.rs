@@ -75,7 +75,8 @@ fn pretrain_writes_the_contract_run_directory_and_resumes() {
         (summary["step_time_median_s"].as_f64().unwrap(), summary["step_time_p90_s"].as_f64().unwrap());
     assert!(median > 0.0 && p90 > 0.0, "{summary}");
     assert!(summary["peak_host_memory_bytes"].as_u64().unwrap_or(0) > 1 << 20, "{summary}");
-    assert!(summary["parameters"].as_u64().unwrap_or(0) > 1000, "{summary}");
+    // The tiny synthetic MLP: hundreds of trainable values.
+    assert!((100..1_000_000).contains(&summary["parameters"].as_u64().unwrap_or(0)), "{summary}");
     let curves = image::open(run.join("training_curves.png")).unwrap();
     assert_eq!((curves.width(), curves.height()), (ssl_plot::WIDTH, 2 * ssl_plot::HEIGHT));
 
