@@ -224,8 +224,14 @@ where
 /// that opened its own OpenMP team on each of them would leave more OpenMP threads than cores.
 /// libgomp then stops spinning between parallel regions and puts its threads to sleep, so
 /// every small op of the training thread pays a futex wake-up (measured: without this, CPC's
-/// model step at 2 threads ran at 46 samples/s instead of 78). The lazy per-thread
-/// initialisation runs first, so it cannot later undo the setting.
+/// model step at 2 threads ran at 46 samples/s instead of 78).
+///
+/// Only this thread's OpenMP setting changes (`omp_set_num_threads`, found in the OpenMP
+/// runtime libtorch loaded). `at::set_num_threads` is not used: it also stores the count as
+/// the process-wide default that every thread touching libtorch later starts from, so the
+/// training thread of the next run, or a user's own thread, would silently run one-threaded
+/// (and reduce in a different order). libtorch's lazy per-thread initialisation runs first,
+/// so it cannot later undo the setting. Without an OpenMP runtime this does nothing.
 fn single_threaded_torch() {
     thread_local! {
         static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -233,10 +239,39 @@ fn single_threaded_torch() {
     DONE.with(|done| {
         if !done.get() {
             let _ = tch::get_num_threads();
-            tch::set_num_threads(1);
+            omp::set_this_threads_count(1);
             done.set(true);
         }
     });
+}
+
+/// The one OpenMP call the loader makes, looked up once in the running process.
+#[allow(unsafe_code)]
+mod omp {
+    use std::os::raw::c_int;
+    use std::sync::OnceLock;
+
+    type SetNumThreads = unsafe extern "C" fn(c_int);
+
+    fn lookup() -> Option<SetNumThreads> {
+        // libtorch_cpu needs its OpenMP runtime, so it is loaded (in the global scope) by now.
+        let this = libloading::os::unix::Library::this();
+        // SAFETY: `omp_set_num_threads` has this signature in every OpenMP runtime (libgomp,
+        // libiomp5, libomp: OpenMP API 5.2 §3.2.1); the copied pointer stays valid because the
+        // runtime is never unloaded while libtorch is mapped.
+        let f = unsafe { this.get::<SetNumThreads>(b"omp_set_num_threads\0") }.ok().map(|s| *s);
+        std::mem::forget(this);
+        f
+    }
+
+    /// Sets the calling thread's OpenMP thread count (its `nthreads-var`), nothing else.
+    pub(super) fn set_this_threads_count(n: c_int) {
+        static SET: OnceLock<Option<SetNumThreads>> = OnceLock::new();
+        if let Some(f) = SET.get_or_init(lookup) {
+            // SAFETY: the function only writes the calling thread's internal control variable.
+            unsafe { f(n.max(1)) }
+        }
+    }
 }
 
 fn build_batch<D: Dataset, B: BatchBuilder<D::Item>>(
@@ -359,9 +394,21 @@ mod tests {
     }
 
     #[test]
+    fn threads_started_after_a_loader_keep_libtorchs_default_thread_count() {
+        let fresh = || std::thread::spawn(tch::get_num_threads).join().unwrap();
+        let default = fresh();
+        let ds = InMemoryDataset::new("n", (0..16u32).collect()).unwrap();
+        let cfg = LoaderConfig { batch_size: 4, drop_last: true, prefetch: 2, seed: 0 };
+        let loader = DataLoader::new(ds, Threads, SequentialSampler, cfg).unwrap();
+        let seen: Vec<i64> =
+            loader.epoch(0).flat_map(|b| Vec::<i64>::try_from(b.unwrap().1).unwrap()).collect();
+        assert!(seen.iter().all(|&t| t == 1), "{seen:?}");
+        assert_eq!(fresh(), default, "a thread that first uses libtorch after the loader ran");
+    }
+
+    #[test]
     fn loader_threads_run_libtorch_single_threaded_and_leave_the_caller_alone() {
         let before = tch::get_num_threads();
-        tch::set_num_threads(2);
         let ds = InMemoryDataset::new("n", (0..16u32).collect()).unwrap();
         let cfg = LoaderConfig { batch_size: 4, drop_last: true, prefetch: 2, seed: 0 };
         let loader = DataLoader::new(ds, Threads, SequentialSampler, cfg).unwrap();
@@ -369,8 +416,7 @@ mod tests {
             loader.epoch(0).flat_map(|b| Vec::<i64>::try_from(b.unwrap().1).unwrap()).collect();
         assert_eq!(seen.len(), 4 * 5, "4 batches of 4 samples and the collating thread");
         assert!(seen.iter().all(|&t| t == 1), "{seen:?}");
-        assert_eq!(tch::get_num_threads(), 2, "the caller keeps its thread count");
-        tch::set_num_threads(before);
+        assert_eq!(tch::get_num_threads(), before, "the caller keeps its thread count");
     }
 
     fn loader(
