@@ -33,6 +33,17 @@ pub fn libtorch_lib_dir() -> Option<PathBuf> {
     Some(lib.canonicalize().unwrap_or(lib))
 }
 
+/// The libtorch header folders (`include` and `include/torch/csrc/api/include`) of the
+/// libtorch this build links against, for crates that compile C++ against it (`ssl-dist`).
+pub fn libtorch_include_dirs() -> Option<Vec<PathBuf>> {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+    let root = std::env::var_os("LIBTORCH_INCLUDE").or_else(|| std::env::var_os("LIBTORCH"))?;
+    let include = Path::new(&root).join("include");
+    let include = include.canonicalize().unwrap_or(include);
+    Some(vec![include.join("torch/csrc/api/include"), include])
+}
+
 /// Emits the linker arguments that embed the libtorch library folder as a run-time search path.
 ///
 /// Does nothing on targets other than Linux and macOS, or when no libtorch folder is configured

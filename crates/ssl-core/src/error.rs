@@ -81,6 +81,13 @@ pub enum Error {
         /// Why it is unavailable.
         message: String,
     },
+    /// A collective operation of a data-parallel job failed (another process stopped, timed
+    /// out, or disagreed on a shape).
+    #[error("distributed training: {message}")]
+    Distributed {
+        /// What the communication backend reported.
+        message: String,
+    },
     /// An argument to a library function is out of its domain.
     #[error("invalid argument `{name}`: {message}")]
     InvalidArgument {

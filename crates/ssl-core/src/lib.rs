@@ -25,6 +25,7 @@ pub mod blocks;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod encoder;
 pub mod error;
 pub mod eval;

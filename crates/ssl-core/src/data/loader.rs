@@ -41,6 +41,22 @@ pub struct LoaderPosition {
     pub batch: u64,
 }
 
+/// One process's share of a data-parallel job: rank `rank` of `world` takes the `rank`-th
+/// `batch_size` samples of every global batch of `batch_size · world` (see
+/// [`DataLoader::iter_sharded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's rank, `0..world`.
+    pub rank: usize,
+    /// The number of processes.
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole stream: one process.
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+}
+
 /// Cuts a sampler's order into batches, prepares samples in parallel, prefetches.
 ///
 /// ```
@@ -132,8 +148,57 @@ where
         self.spawn(LoaderPosition { epoch, batch: 0 }, Some(epoch))
     }
 
-    fn producer(&self, position: LoaderPosition, only_epoch: Option<u64>) -> Producer<D, B, S> {
+    /// [`iter_from`](Self::iter_from) for one process of a data-parallel job: the sampler's
+    /// order (the same on every rank: it depends on the seed and the epoch only) is cut into
+    /// global batches of `batch_size · world`, and this rank gets samples
+    /// `rank·batch_size .. (rank+1)·batch_size` of each, so `world` processes together see
+    /// exactly the batches one process with `batch_size · world` would, with the same
+    /// augmentations (per-sample seeds do not depend on the rank). Positions count global
+    /// batches, so checkpoints resume the same way. With more than one process an incomplete
+    /// last global batch is always dropped, so every rank takes the same number of steps.
+    ///
+    /// ```
+    /// use ssl_core::data::{DataLoader, InMemoryDataset, LoaderConfig, LoaderPosition, SequentialSampler, Shard};
+    /// # use ssl_core::data::BatchBuilder;
+    /// # use ssl_core::tch::Tensor;
+    /// # struct Ids;
+    /// # impl BatchBuilder<i64> for Ids {
+    /// #     type Sample = i64;
+    /// #     type Batch = Tensor;
+    /// #     fn prepare(&self, x: i64, _: &mut ssl_core::rng::SslRng) -> ssl_core::Result<i64> { Ok(x) }
+    /// #     fn collate(&self, xs: Vec<i64>) -> ssl_core::Result<Tensor> { Ok(Tensor::from_slice(&xs)) }
+    /// # }
+    /// let ds = InMemoryDataset::new("ids", (0..8i64).collect()).unwrap();
+    /// let cfg = LoaderConfig { batch_size: 2, ..Default::default() };
+    /// let loader = DataLoader::new(ds, Ids, SequentialSampler, cfg).unwrap();
+    /// let mut rank1 = loader.iter_sharded(LoaderPosition::default(), Shard { rank: 1, world: 2 }).unwrap();
+    /// let first: Vec<i64> = Vec::try_from(rank1.next().unwrap().unwrap().1).unwrap();
+    /// assert_eq!(first, [2, 3]); // global batch 0 is samples 0..4
+    /// ```
+    pub fn iter_sharded(&self, position: LoaderPosition, shard: Shard) -> Result<BatchIter<B::Batch>> {
+        if shard.world == 0 || shard.rank >= shard.world {
+            return Err(Error::invalid(
+                "shard",
+                format!("rank {} of a world of {}", shard.rank, shard.world),
+            ));
+        }
+        let n = self.sampler.indices(0, self.dataset.len()).len();
+        let global = self.config.batch_size.saturating_mul(shard.world);
+        if shard.world > 1 && n < global {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{} processes x batch size {} = {global} exceeds the {n} samples an epoch has",
+                    shard.world, self.config.batch_size
+                ),
+            ));
+        }
+        Ok(self.spawn_shard(position, None, shard))
+    }
+
+    fn producer(&self, position: LoaderPosition, only_epoch: Option<u64>, shard: Shard) -> Producer<D, B, S> {
         Producer {
+            shard,
             dataset: Arc::clone(&self.dataset),
             builder: Arc::clone(&self.builder),
             sampler: Arc::clone(&self.sampler),
@@ -145,8 +210,17 @@ where
     }
 
     fn spawn(&self, start: LoaderPosition, only_epoch: Option<u64>) -> BatchIter<B::Batch> {
+        self.spawn_shard(start, only_epoch, Shard::WHOLE)
+    }
+
+    fn spawn_shard(
+        &self,
+        start: LoaderPosition,
+        only_epoch: Option<u64>,
+        shard: Shard,
+    ) -> BatchIter<B::Batch> {
         let inline = || BatchIter {
-            inner: Inner::Inline(Box::new(self.producer(start, only_epoch))),
+            inner: Inner::Inline(Box::new(self.producer(start, only_epoch, shard))),
             stop: None,
             handle: None,
         };
@@ -159,7 +233,7 @@ where
         let (tx, rx) = sync_channel(self.config.prefetch);
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = Arc::clone(&stop);
-        let mut producer = self.producer(start, only_epoch);
+        let mut producer = self.producer(start, only_epoch, shard);
         let spawned = std::thread::Builder::new().name("ssl-loader".into()).spawn(move || {
             single_threaded_torch();
             while !stop_thread.load(Ordering::Relaxed) {
@@ -183,6 +257,7 @@ struct Producer<D, B, S> {
     builder: Arc<B>,
     sampler: Arc<S>,
     config: LoaderConfig,
+    shard: Shard,
     position: LoaderPosition,
     only_epoch: Option<u64>,
     /// The order of `position.epoch`, computed once per epoch.
@@ -206,9 +281,14 @@ where
                 self.order = Some((epoch, self.sampler.indices(epoch, self.dataset.len())));
             }
             let order = &self.order.as_ref()?.1;
-            let start = (self.position.batch as usize).saturating_mul(bs);
-            let end = (start + bs).min(order.len());
-            if start < end && (end - start == bs || !self.config.drop_last) {
+            let Shard { rank, world } = self.shard;
+            let global = bs * world;
+            let global_start = (self.position.batch as usize).saturating_mul(global);
+            let global_end = global_start.saturating_add(global).min(order.len());
+            let start = global_start.saturating_add(rank * bs).min(global_end);
+            let end = (start + bs).min(global_end);
+            let full = global_end.saturating_sub(global_start) == global;
+            if start < end && (full || (world == 1 && !self.config.drop_last)) {
                 let indices = &order[start..end];
                 let batch = build_batch(&*self.dataset, &*self.builder, self.config.seed, epoch, indices);
                 self.position.batch += 1;
@@ -391,6 +471,41 @@ mod tests {
             xs.push(i64::from(tch::get_num_threads()));
             Ok(tch::Tensor::from_slice(&xs))
         }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Ranks' batches, side by side, are the one-process batches of `batch · world`.
+        #[test]
+        fn shards_of_a_global_batch_are_the_one_process_batch(
+            n in 1u32..40, bs in 1usize..5, world in 1usize..4, start in 0u64..3
+        ) {
+            let ds = || InMemoryDataset::new("n", (0..n).collect()).unwrap();
+            let cfg = |batch_size| LoaderConfig { batch_size, drop_last: true, prefetch: 0, seed: 9 };
+            let whole = DataLoader::new(ds(), Tag, RandomSampler::new(2), cfg(bs * world));
+            let Ok(whole) = whole else { return Ok(()) }; // fewer samples than one global batch
+            let part = DataLoader::new(ds(), Tag, RandomSampler::new(2), cfg(bs)).unwrap();
+            let from = LoaderPosition { epoch: start, batch: 0 };
+            let expected = collect(whole.iter_from(from), 5);
+            let shards: Vec<_> = (0..world)
+                .map(|rank| collect(part.iter_sharded(from, Shard { rank, world }).unwrap(), 5))
+                .collect();
+            for (i, (pos, batch)) in expected.iter().enumerate() {
+                let joined: Vec<i64> = shards.iter().flat_map(|s| s[i].1.clone()).collect();
+                proptest::prop_assert_eq!(&joined, batch);
+                proptest::prop_assert!(shards.iter().all(|s| s[i].0 == *pos));
+            }
+        }
+    }
+
+    #[test]
+    fn a_global_batch_larger_than_the_dataset_is_refused() {
+        let ds = InMemoryDataset::new("n", (0..6u32).collect()).unwrap();
+        let cfg = LoaderConfig { batch_size: 4, drop_last: true, prefetch: 0, seed: 0 };
+        let loader = DataLoader::new(ds, Tag, RandomSampler::new(0), cfg).unwrap();
+        let e = loader.iter_sharded(LoaderPosition::default(), Shard { rank: 0, world: 2 }).err().unwrap();
+        assert!(e.to_string().contains("2 processes x batch size 4"), "{e}");
+        assert!(loader.iter_sharded(LoaderPosition::default(), Shard { rank: 2, world: 2 }).is_err());
     }
 
     #[test]

@@ -13,5 +13,5 @@ mod sampler;
 
 pub use batch::Batch;
 pub use dataset::{BatchBuilder, Dataset, InMemoryDataset};
-pub use loader::{BatchIter, DataLoader, LoaderConfig, LoaderPosition};
+pub use loader::{BatchIter, DataLoader, LoaderConfig, LoaderPosition, Shard};
 pub use sampler::{RandomSampler, Sampler, SequentialSampler, ShardedSampler};

@@ -17,6 +17,7 @@ mod config;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,8 +26,10 @@ use serde::{Deserialize, Serialize};
 pub use config::TrainConfig;
 
 use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
+use crate::data::Shard;
 use crate::data::{Batch, BatchBuilder, DataLoader, Dataset, LoaderPosition, Sampler};
 use crate::device::{autocast, device_name};
+use crate::dist::{self, Collective};
 use crate::error::{Error, Result};
 use crate::metrics::{JsonlSink, MetricsSink, StepRecord};
 use crate::objective::{Objective, StepContext};
@@ -146,6 +149,7 @@ pub struct Trainer {
     repeat_batch: bool,
     sinks: Vec<Box<dyn MetricsSink>>,
     config_snapshot: serde_json::Value,
+    collective: Option<Arc<dyn Collective>>,
 }
 
 impl Trainer {
@@ -160,6 +164,7 @@ impl Trainer {
             repeat_batch: false,
             sinks: Vec::new(),
             config_snapshot,
+            collective: None,
         }
     }
 
@@ -188,6 +193,29 @@ impl Trainer {
     /// reference the same way. The loss is not that of a real run.
     pub fn repeat_batch(mut self, on: bool) -> Self {
         self.repeat_batch = on;
+        self
+    }
+
+    /// Trains data-parallel with the other processes of `collective` (one process when `None`
+    /// or a world of 1). Every process runs the same program with the same configuration:
+    ///
+    /// - after any resume, every variable of the objective (weights, buffers, EMA targets) is
+    ///   broadcast from rank 0;
+    /// - the loader is sharded ([`DataLoader::iter_sharded`]): `train.batch_size` is per
+    ///   process, and the processes together see the batches of one process with
+    ///   `batch_size · world`;
+    /// - after backward, gradients are averaged over the processes in buckets of about
+    ///   [`GRAD_BUCKET_BYTES`] (the objective's loss is a mean over its samples, so this is the
+    ///   gradient of the global batch's mean loss), and tensors gathered with
+    ///   [`dist::all_gather_with_grad`] get their cross-process gradient first;
+    /// - the logged loss is the mean over processes; only rank 0 writes metrics sinks,
+    ///   checkpoints and the progress bar; every rank may resume from the same checkpoint.
+    ///
+    /// Per-process randomness (dropout, masking drawn from libtorch's generator) is seeded with
+    /// the rank mixed in, so processes do not draw the same masks for different samples.
+    /// BatchNorm statistics stay per process, as in PyTorch's DDP without SyncBatchNorm.
+    pub fn collective(mut self, collective: Option<Arc<dyn Collective>>) -> Self {
+        self.collective = collective;
         self
     }
 
@@ -278,6 +306,14 @@ impl Trainer {
         let mut optimizer =
             Optimizer::new(cfg.optimizer.clone(), params, |n, s| objective.no_weight_decay(n, s))?;
 
+        let collective = self.collective.clone().filter(|c| c.world_size() > 1);
+        let shard =
+            collective.as_ref().map_or(Shard::WHOLE, |c| Shard { rank: c.rank(), world: c.world_size() });
+        let main = shard.rank == 0;
+        if !main {
+            self.sinks.clear();
+        }
+
         let mut start_step = 0;
         let mut position = LoaderPosition::default();
         let mut resumed_from = None;
@@ -303,14 +339,21 @@ impl Trainer {
             resumed_from = Some(start_step);
         }
 
-        if let Some(dir) = &self.run_dir {
+        if let Some(c) = &collective {
+            let mut vars: Vec<tch::Tensor> =
+                checkpoint::named_variables(objective.var_store()).into_iter().map(|(_, t)| t).collect();
+            tch::no_grad(|| c.broadcast(&mut vars, 0))?;
+        }
+        let run_dir = self.run_dir.clone().filter(|_| main);
+        if let Some(dir) = &run_dir {
             let sink = JsonlSink::open(&dir.join("metrics.jsonl"), resumed_from)?;
             self.sinks.insert(0, Box::new(sink));
         }
 
         let end = self.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
-        let bar = progress_bar(&cfg, start_step, end);
-        let mut batches = loader.iter_from(position);
+        let bar = if main { progress_bar(&cfg, start_step, end) } else { ProgressBar::hidden() };
+        let mut batches = loader.iter_sharded(position, shard)?;
+        let _active = collective.clone().map(dist::activate);
         let started = Instant::now();
         let mut window = Window::new();
         let mut total_samples = 0usize;
@@ -343,7 +386,10 @@ impl Trainer {
                 total_samples += batch.batch_size();
                 window.samples += batch.batch_size();
                 let ctx = StepContext { step, total_steps: cfg.steps, micro_step: micro, device };
-                seed_torch(cfg.seed, "step", &[step, micro as u64]);
+                match shard.world {
+                    1 => seed_torch(cfg.seed, "step", &[step, micro as u64]),
+                    _ => seed_torch(cfg.seed, "step", &[step, micro as u64, shard.rank as u64]),
+                }
                 let out = autocast(device, cfg.precision, || objective.forward(&batch, &ctx))??;
                 let loss = out.loss.double_value(&[]);
                 if !loss.is_finite() {
@@ -367,11 +413,16 @@ impl Trainer {
                 } else {
                     (&out.loss / accum as f64).backward();
                 }
+                dist::backward_gathered()?;
                 if micro + 1 == accum {
                     for (name, value) in &out.metrics {
                         metrics.insert(name.clone(), value.double_value(&[]));
                     }
                 }
+            }
+            if let Some(c) = &collective {
+                let variables: Vec<&tch::Tensor> = optimizer.variables().collect();
+                average_gradients(c.as_ref(), &variables)?;
             }
             if let Some(max_norm) = cfg.grad_clip_norm {
                 let norm = clip_grad_norm(optimizer.variables(), max_norm).double_value(&[]);
@@ -389,6 +440,9 @@ impl Trainer {
             let done = step + 1;
             bar.set_position(done);
             if done % cfg.log_every == 0 || done == end {
+                if let Some(c) = &collective {
+                    window.average_over(c.as_ref(), &mut metrics)?;
+                }
                 let record = window.record(done, lr, metrics);
                 final_loss = record.loss;
                 bar.set_message(format!(
@@ -401,7 +455,7 @@ impl Trainer {
                 window = Window::new();
             }
             let every = cfg.checkpoint_every;
-            if let Some(dir) = &self.run_dir {
+            if let Some(dir) = &run_dir {
                 if (every > 0 && done % every == 0) || done == end {
                     let meta = CheckpointMeta {
                         format_version: FORMAT_VERSION,
@@ -444,6 +498,62 @@ impl Trainer {
     }
 }
 
+/// Gradients are all-reduced in buckets of about this many bytes: one collective per bucket
+/// instead of one per parameter (PyTorch's DDP uses 25 MiB).
+pub const GRAD_BUCKET_BYTES: usize = 25 << 20;
+
+/// Replaces every gradient by its mean over the processes of `c`, a bucket of flattened
+/// gradients at a time. A parameter without a gradient on this process takes part with zeros
+/// (every process must send the same buckets) and keeps none if the sum is zero everywhere.
+fn average_gradients(c: &dyn Collective, variables: &[&tch::Tensor]) -> Result<()> {
+    // Gradients do not require gradients themselves: nothing below records a graph.
+    let world = c.world_size() as f64;
+    let mut start = 0;
+    while start < variables.len() {
+        let kind = variables[start].kind();
+        let mut end = start;
+        let mut bytes = 0;
+        while end < variables.len()
+            && (end == start || bytes < GRAD_BUCKET_BYTES)
+            && variables[end].kind() == kind
+        {
+            bytes += variables[end].numel() * kind.elt_size_in_bytes();
+            end += 1;
+        }
+        let group = &variables[start..end];
+        let flat: Vec<tch::Tensor> = group
+            .iter()
+            .map(|v| {
+                let g = v.grad();
+                if g.defined() {
+                    g.reshape([-1])
+                } else {
+                    v.detach().zeros_like().reshape([-1])
+                }
+            })
+            .collect();
+        let mut bucket = [tch::Tensor::cat(&flat, 0)];
+        c.all_reduce_sum(&mut bucket)?;
+        let mean = &bucket[0] / world;
+        let mut offset = 0;
+        for v in group {
+            let n = v.numel() as i64;
+            let part = mean.narrow(0, offset, n).view_as(v);
+            let mut g = v.grad();
+            if g.defined() {
+                g.copy_(&part);
+            } else if part.abs().max().double_value(&[]) != 0.0 {
+                // Another process used this parameter: d/dv sum(v · part) = part becomes its
+                // `.grad` (the optimiser skips parameters without one).
+                (*v * &part).sum(kind).backward();
+            }
+            offset += n;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
 /// Accumulates loss and throughput between two logged records.
 struct Window {
     started: Instant,
@@ -455,6 +565,24 @@ struct Window {
 impl Window {
     fn new() -> Self {
         Self { started: Instant::now(), steps: 0, samples: 0, loss_sum: 0.0 }
+    }
+
+    /// Replaces this process's loss and metrics by their means over the processes (every
+    /// process logs the same steps, with the same metric names).
+    fn average_over(&mut self, c: &dyn Collective, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+        let mut values = vec![self.loss_sum / self.steps.max(1) as f64];
+        values.extend(metrics.values().copied());
+        let mut t = [tch::Tensor::from_slice(&values)];
+        c.all_reduce_sum(&mut t)?;
+        let means: Vec<f64> = Vec::try_from(&t[0] / c.world_size() as f64).map_err(|e| Error::Torch {
+            context: "averaging the logged loss over processes".into(),
+            source: e,
+        })?;
+        self.loss_sum = means[0] * self.steps.max(1) as f64;
+        for (v, m) in metrics.values_mut().zip(&means[1..]) {
+            *v = *m;
+        }
+        Ok(())
     }
 
     fn record(&self, step: u64, lr: f64, mut metrics: BTreeMap<String, f64>) -> StepRecord {

@@ -1,0 +1,193 @@
+// The C ABI ssl-dist's Rust code calls: a TCPStore, a Gloo process group over it, and the
+// collectives the trainer needs, on at::Tensor handles (what a tch::Tensor points at).
+// Every function returns NULL on success or a malloc'd message (freed by ssl_dist_free_string)
+// describing the C++ exception it caught; no exception crosses into Rust.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Store {
+  c10::intrusive_ptr<c10d::Store> store;
+};
+
+struct Group {
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::chrono::milliseconds timeout;
+};
+
+char* message(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (out != nullptr) {
+    std::memcpy(out, s.c_str(), s.size() + 1);
+  }
+  return out;
+}
+
+template <typename F>
+char* guarded(F&& f) {
+  try {
+    f();
+    return nullptr;
+  } catch (const c10::Error& e) {
+    return message(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return message(e.what());
+  } catch (...) {
+    return message("unknown C++ exception");
+  }
+}
+
+void wait(const c10::intrusive_ptr<c10d::Work>& work, std::chrono::milliseconds timeout) {
+  if (!work->wait(timeout)) {
+    throw std::runtime_error("collective timed out");
+  }
+}
+
+std::vector<at::Tensor> tensors(at::Tensor** ts, int n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    v.push_back(*ts[i]);
+  }
+  return v;
+}
+
+} // namespace
+
+extern "C" {
+
+void ssl_dist_free_string(char* s) {
+  std::free(s);
+}
+
+char* ssl_dist_store_new(
+    const char* host,
+    uint16_t port,
+    int world,
+    bool is_server,
+    const char* prefix,
+    int64_t timeout_ms,
+    void** out) {
+  return guarded([&] {
+    c10d::TCPStoreOptions opts;
+    opts.port = port;
+    opts.isServer = is_server;
+    opts.numWorkers = static_cast<std::size_t>(world);
+    // Every rank counts itself in; the server returns once all have (as torch does).
+    opts.waitWorkers = true;
+    opts.timeout = std::chrono::milliseconds(timeout_ms);
+    c10::intrusive_ptr<c10d::Store> store =
+        c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    std::string p(prefix);
+    if (!p.empty()) {
+      store = c10::make_intrusive<c10d::PrefixStore>(p, store);
+    }
+    *out = new Store{store};
+  });
+}
+
+void ssl_dist_store_free(void* store) {
+  delete static_cast<Store*>(store);
+}
+
+// interface: a network interface name (GLOO_SOCKET_IFNAME), or empty for the interface the
+// host name resolves to (Gloo's default device).
+char* ssl_dist_gloo_new(
+    void* store,
+    int rank,
+    int world,
+    const char* interface,
+    int64_t timeout_ms,
+    void** out) {
+  return guarded([&] {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    std::string iface(interface);
+    if (iface.empty()) {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    } else {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(iface));
+    }
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        static_cast<Store*>(store)->store, rank, world, opts);
+    *out = new Group{pg, timeout};
+  });
+}
+
+void ssl_dist_group_free(void* group) {
+  delete static_cast<Group*>(group);
+}
+
+// op: 0 sum, 1 average (done as a sum by Gloo, which has no AVG), 2 max, 3 min.
+char* ssl_dist_all_reduce(void* group, at::Tensor** ts, int n, int op) {
+  return guarded([&] {
+    auto* g = static_cast<Group*>(group);
+    auto v = tensors(ts, n);
+    c10d::AllreduceOptions opts;
+    opts.timeout = g->timeout;
+    switch (op) {
+      case 2:
+        opts.reduceOp = c10d::ReduceOp::MAX;
+        break;
+      case 3:
+        opts.reduceOp = c10d::ReduceOp::MIN;
+        break;
+      default:
+        opts.reduceOp = c10d::ReduceOp::SUM;
+    }
+    wait(g->pg->allreduce(v, opts), g->timeout);
+    if (op == 1) {
+      for (auto& t : v) {
+        t.div_(g->pg->getSize());
+      }
+    }
+  });
+}
+
+char* ssl_dist_broadcast(void* group, at::Tensor** ts, int n, int root) {
+  return guarded([&] {
+    auto* g = static_cast<Group*>(group);
+    auto v = tensors(ts, n);
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    opts.rootTensor = 0;
+    opts.timeout = g->timeout;
+    wait(g->pg->broadcast(v, opts), g->timeout);
+  });
+}
+
+// outputs: world tensors shaped like input, filled in rank order.
+char* ssl_dist_all_gather(void* group, at::Tensor* input, at::Tensor** outputs, int world) {
+  return guarded([&] {
+    auto* g = static_cast<Group*>(group);
+    std::vector<at::Tensor> in{*input};
+    std::vector<std::vector<at::Tensor>> out{tensors(outputs, world)};
+    c10d::AllgatherOptions opts;
+    opts.timeout = g->timeout;
+    wait(g->pg->allgather(out, in, opts), g->timeout);
+  });
+}
+
+char* ssl_dist_barrier(void* group) {
+  return guarded([&] {
+    auto* g = static_cast<Group*>(group);
+    c10d::BarrierOptions opts;
+    opts.timeout = g->timeout;
+    wait(g->pg->barrier(opts), g->timeout);
+  });
+}
+
+} // extern "C"

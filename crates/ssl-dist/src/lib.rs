@@ -1,0 +1,425 @@
+//! # ssl-dist
+//!
+//! Data-parallel training for ssl-rs on the engine `torch.distributed` itself uses: PyTorch's
+//! c10d, compiled into the libtorch ssl-rs links. A small C++ shim (in `cpp/`) opens a
+//! `TCPStore` for the rendezvous and a `ProcessGroupGloo` over it; [`ProcessGroup`] wraps them
+//! in a safe API and implements [`ssl_core::dist::Collective`], which the trainer uses to
+//! broadcast weights, average gradients and gather contrastive embeddings.
+//!
+//! Launch is torchrun-compatible: [`GroupConfig::from_env`] reads `RANK`, `WORLD_SIZE`,
+//! `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT` and torchrun's agent-store
+//! variables, so `torchrun --no-python --nproc-per-node N ssl pretrain ...` works, and
+//! `ssl launch --nproc N -- pretrain ...` sets the same variables on one machine without Python.
+//!
+//! Collectives run on CPU tensors through Gloo (tensors on CUDA are copied by Gloo's CUDA
+//! path when libtorch has it; NCCL is not wired up yet).
+//!
+//! ```no_run
+//! use ssl_dist::{GroupConfig, ProcessGroup};
+//! use ssl_core::dist::Collective;
+//! use ssl_core::tch::Tensor;
+//!
+//! // In every process of a job started by torchrun or `ssl launch`:
+//! let cfg = GroupConfig::from_env()?.expect("started by a launcher");
+//! let group = ProcessGroup::connect(&cfg)?;
+//! let mut t = [Tensor::from_slice(&[group.rank() as f32])];
+//! group.all_reduce_sum(&mut t)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// The crate is an FFI wrapper: every unsafe block calls the shim and says why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ssl_core::dist::Collective;
+use ssl_core::tch::Tensor;
+
+/// What can go wrong setting up or running collectives.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A launcher variable is missing or malformed.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The rendezvous (TCPStore) failed: the master is unreachable, or not every rank came.
+    #[error("rendezvous at {addr}:{port} (rank {rank} of {world}) failed: {message}")]
+    Rendezvous {
+        /// The store's host.
+        addr: String,
+        /// The store's port.
+        port: u16,
+        /// This process's rank.
+        rank: usize,
+        /// The number of processes.
+        world: usize,
+        /// c10d's message.
+        message: String,
+    },
+    /// A collective failed: another process died, timed out, or sent a different shape.
+    #[error("{op} on rank {rank} of {world} failed (did another process stop?): {message}")]
+    Collective {
+        /// The operation.
+        op: &'static str,
+        /// This process's rank.
+        rank: usize,
+        /// The number of processes.
+        world: usize,
+        /// c10d's message.
+        message: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to join a job: who this process is and where the rendezvous store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// This process's global rank.
+    pub rank: usize,
+    /// The number of processes in the job.
+    pub world_size: usize,
+    /// This process's rank on its machine (which GPU it should use).
+    pub local_rank: usize,
+    /// Processes on this machine.
+    pub local_world_size: usize,
+    /// Host of the TCPStore (rank 0's machine, or torchrun's agent).
+    pub master_addr: String,
+    /// Port of the TCPStore.
+    pub master_port: u16,
+    /// Whether a launcher already serves the store (torchrun's agent store): then no rank
+    /// starts a server, and keys live under the restart attempt's prefix as torch does.
+    pub agent_store: Option<AgentStore>,
+    /// Network interface Gloo binds to (`GLOO_SOCKET_IFNAME`); `None`: the one the host name
+    /// resolves to.
+    pub interface: Option<String>,
+    /// How long the rendezvous and every collective may take before failing.
+    pub timeout: Duration,
+}
+
+/// torchrun's agent store: the launcher serves the TCPStore, and each restart attempt uses
+/// its own key prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStore {
+    /// `TORCHELASTIC_RESTART_COUNT`.
+    pub restart_count: u64,
+}
+
+/// The collective timeout when `SSL_DIST_TIMEOUT` does not set one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl GroupConfig {
+    /// The job described by a launcher's environment, or `None` when this process was not
+    /// started by one (`WORLD_SIZE` unset) or is alone (`WORLD_SIZE=1`). Reads `RANK`,
+    /// `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`,
+    /// `TORCHELASTIC_USE_AGENT_STORE`, `TORCHELASTIC_RESTART_COUNT`, `GLOO_SOCKET_IFNAME` and
+    /// `SSL_DIST_TIMEOUT` (seconds). A missing or malformed variable is an error naming it.
+    pub fn from_env() -> Result<Option<Self>> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any variable lookup (for tests and launchers).
+    ///
+    /// ```
+    /// use ssl_dist::GroupConfig;
+    /// let env = [("RANK", "1"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")];
+    /// let cfg = GroupConfig::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!((cfg.rank, cfg.world_size, cfg.local_rank, cfg.master_port), (1, 2, 1, 29500));
+    /// ```
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let Some(world) = get("WORLD_SIZE") else { return Ok(None) };
+        let world_size: usize = parse("WORLD_SIZE", &world)?;
+        if world_size == 0 {
+            return Err(env_error("WORLD_SIZE", "must be at least 1"));
+        }
+        if world_size == 1 {
+            return Ok(None);
+        }
+        let need = |name: &str| get(name).ok_or_else(|| env_error(name, "must be set when WORLD_SIZE > 1"));
+        let rank: usize = parse("RANK", &need("RANK")?)?;
+        if rank >= world_size {
+            return Err(env_error("RANK", &format!("{rank} is not below WORLD_SIZE {world_size}")));
+        }
+        let local_rank = get("LOCAL_RANK").map(|v| parse("LOCAL_RANK", &v)).transpose()?.unwrap_or(rank);
+        let local_world_size =
+            get("LOCAL_WORLD_SIZE").map(|v| parse("LOCAL_WORLD_SIZE", &v)).transpose()?.unwrap_or(world_size);
+        let master_addr = need("MASTER_ADDR")?;
+        let master_port: u16 = parse("MASTER_PORT", &need("MASTER_PORT")?)?;
+        let agent = get("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let agent_store = if agent {
+            let count = get("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into());
+            Some(AgentStore { restart_count: parse("TORCHELASTIC_RESTART_COUNT", &count)? })
+        } else {
+            None
+        };
+        let timeout = match get("SSL_DIST_TIMEOUT") {
+            Some(v) => {
+                let secs: f64 = parse("SSL_DIST_TIMEOUT", &v)?;
+                if !(secs > 0.0 && secs.is_finite()) {
+                    return Err(env_error("SSL_DIST_TIMEOUT", "must be a positive number of seconds"));
+                }
+                Duration::from_secs_f64(secs)
+            }
+            None => DEFAULT_TIMEOUT,
+        };
+        Ok(Some(Self {
+            rank,
+            world_size,
+            local_rank,
+            local_world_size,
+            master_addr,
+            master_port,
+            agent_store,
+            interface: get("GLOO_SOCKET_IFNAME").filter(|s| !s.is_empty()),
+            timeout,
+        }))
+    }
+}
+
+fn env_error(name: &str, message: &str) -> Error {
+    Error::Env { name: name.into(), message: message.into() }
+}
+
+fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e| env_error(name, &format!("`{value}`: {e}")))
+}
+
+/// One process's membership in a Gloo process group (and the TCPStore it met the others
+/// through). Collectives are serialised per group; every process must issue the same ones in
+/// the same order.
+pub struct ProcessGroup {
+    group: *mut c_void,
+    store: *mut c_void,
+    rank: usize,
+    world: usize,
+    calls: Mutex<()>,
+}
+
+// SAFETY: the c10d objects behind the pointers are thread-safe to call (c10d's contract);
+// ssl-dist serialises its calls with `calls` anyway, and frees them only in `drop`.
+unsafe impl Send for ProcessGroup {}
+unsafe impl Sync for ProcessGroup {}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup").field("rank", &self.rank).field("world", &self.world).finish()
+    }
+}
+
+impl ProcessGroup {
+    /// Meets the other processes (rank 0 serves the TCPStore unless a launcher's agent does)
+    /// and opens a Gloo process group, full mesh, over them. Fails with
+    /// [`Error::Rendezvous`] when they do not all arrive within `cfg.timeout`.
+    pub fn connect(cfg: &GroupConfig) -> Result<Self> {
+        let rendezvous = |message: String| Error::Rendezvous {
+            addr: cfg.master_addr.clone(),
+            port: cfg.master_port,
+            rank: cfg.rank,
+            world: cfg.world_size,
+            message,
+        };
+        let host = CString::new(cfg.master_addr.as_str()).map_err(|e| rendezvous(e.to_string()))?;
+        let prefix = match &cfg.agent_store {
+            Some(a) => format!("/worker/attempt_{}", a.restart_count),
+            None => String::new(),
+        };
+        let prefix = CString::new(prefix).map_err(|e| rendezvous(e.to_string()))?;
+        let iface =
+            CString::new(cfg.interface.clone().unwrap_or_default()).map_err(|e| rendezvous(e.to_string()))?;
+        let timeout_ms = i64::try_from(cfg.timeout.as_millis()).unwrap_or(i64::MAX);
+        let is_server = cfg.agent_store.is_none() && cfg.rank == 0;
+        let world = i32::try_from(cfg.world_size).map_err(|e| rendezvous(e.to_string()))?;
+        let rank = i32::try_from(cfg.rank).map_err(|e| rendezvous(e.to_string()))?;
+        let mut store = std::ptr::null_mut();
+        // SAFETY: the strings are NUL-terminated and outlive the call; `store` receives an
+        // owned handle only on success.
+        check(unsafe {
+            ffi::ssl_dist_store_new(
+                host.as_ptr(),
+                cfg.master_port,
+                world,
+                is_server,
+                prefix.as_ptr(),
+                timeout_ms,
+                &mut store,
+            )
+        })
+        .map_err(rendezvous)?;
+        let mut group = std::ptr::null_mut();
+        // SAFETY: `store` is the live handle made above; `group` receives an owned handle only
+        // on success.
+        let made = check(unsafe {
+            ffi::ssl_dist_gloo_new(store, rank, world, iface.as_ptr(), timeout_ms, &mut group)
+        });
+        if let Err(e) = made {
+            // SAFETY: the store handle is ours and no group refers to it.
+            unsafe { ffi::ssl_dist_store_free(store) };
+            return Err(rendezvous(e));
+        }
+        Ok(Self { group, store, rank: cfg.rank, world: cfg.world_size, calls: Mutex::new(()) })
+    }
+
+    fn run(&self, op: &'static str, f: impl FnOnce() -> *mut c_char) -> Result<()> {
+        let _serial = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        check(f()).map_err(|message| Error::Collective { op, rank: self.rank, world: self.world, message })
+    }
+
+    fn collective_error(&self, op: &'static str, message: String) -> Error {
+        Error::Collective { op, rank: self.rank, world: self.world, message }
+    }
+
+    /// Sums `tensors` (dense, contiguous) elementwise over all processes, in place, one
+    /// collective per tensor (c10d reads a list as one tensor per local device); callers that
+    /// reduce many small tensors should flatten them into buckets first, as the trainer does.
+    pub fn all_reduce_sum_(&self, tensors: &mut [Tensor]) -> Result<()> {
+        self.check_dense("all_reduce", tensors)?;
+        for t in tensors.iter_mut() {
+            let mut ptr: *mut c_void = t.as_mut_ptr().cast();
+            // SAFETY: the pointer is a live at::Tensor owned by `tensors`, borrowed mutably for
+            // the duration of the call.
+            self.run("all_reduce", || unsafe { ffi::ssl_dist_all_reduce(self.group, &mut ptr, 1, 0) })?;
+        }
+        Ok(())
+    }
+
+    /// Replaces `tensors` by rank `root`'s, in place, one collective per tensor.
+    pub fn broadcast_(&self, tensors: &mut [Tensor], root: usize) -> Result<()> {
+        if root >= self.world {
+            return Err(self.collective_error("broadcast", format!("root {root} is not a rank")));
+        }
+        self.check_dense("broadcast", tensors)?;
+        let root = root as i32;
+        for t in tensors.iter_mut() {
+            let mut ptr: *mut c_void = t.as_mut_ptr().cast();
+            // SAFETY: as in `all_reduce_sum_`.
+            self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(self.group, &mut ptr, 1, root) })?;
+        }
+        Ok(())
+    }
+
+    /// Every process's `tensor` (same shape and kind everywhere), in rank order.
+    pub fn all_gather_(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
+        let mut input = tensor.contiguous();
+        let mut outputs: Vec<Tensor> = (0..self.world).map(|_| input.empty_like()).collect();
+        let mut ptrs: Vec<*mut c_void> = outputs.iter_mut().map(|t| t.as_mut_ptr().cast()).collect();
+        let input_ptr: *mut c_void = input.as_mut_ptr().cast();
+        let world = self.world as i32;
+        // SAFETY: the input and the `world` outputs are live at::Tensors owned here.
+        self.run("all_gather", || unsafe {
+            ffi::ssl_dist_all_gather(self.group, input_ptr, ptrs.as_mut_ptr(), world)
+        })?;
+        Ok(outputs)
+    }
+
+    /// Returns once every process has reached it.
+    pub fn barrier_(&self) -> Result<()> {
+        // SAFETY: the group handle is live for `self`'s lifetime.
+        self.run("barrier", || unsafe { ffi::ssl_dist_barrier(self.group) })
+    }
+
+    fn check_dense(&self, op: &'static str, tensors: &[Tensor]) -> Result<()> {
+        for (i, t) in tensors.iter().enumerate() {
+            if !t.is_contiguous() {
+                return Err(self.collective_error(op, format!("tensor {i} is not contiguous")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Collective for ProcessGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.world
+    }
+    fn all_reduce_sum(&self, tensors: &mut [Tensor]) -> ssl_core::Result<()> {
+        self.all_reduce_sum_(tensors).map_err(core_error)
+    }
+    fn broadcast(&self, tensors: &mut [Tensor], root: usize) -> ssl_core::Result<()> {
+        self.broadcast_(tensors, root).map_err(core_error)
+    }
+    fn all_gather(&self, tensor: &Tensor) -> ssl_core::Result<Vec<Tensor>> {
+        self.all_gather_(tensor).map_err(core_error)
+    }
+    fn barrier(&self) -> ssl_core::Result<()> {
+        self.barrier_().map_err(core_error)
+    }
+}
+
+fn core_error(e: Error) -> ssl_core::Error {
+    ssl_core::Error::Distributed { message: e.to_string() }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: both handles are owned by `self` and freed once, the group first (it holds
+        // its own reference to the store).
+        unsafe {
+            ffi::ssl_dist_group_free(self.group);
+            ffi::ssl_dist_store_free(self.store);
+        }
+    }
+}
+
+/// Takes ownership of a shim message: `Ok` for NULL, else the text (freed here).
+fn check(message: *mut c_char) -> std::result::Result<(), String> {
+    if message.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-NULL return is a NUL-terminated string malloc'd by the shim, ours to free.
+    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    // SAFETY: as above; freed exactly once.
+    unsafe { ffi::ssl_dist_free_string(message) };
+    Err(text)
+}
+
+mod ffi {
+    use std::ffi::{c_char, c_void};
+
+    extern "C" {
+        pub fn ssl_dist_free_string(s: *mut c_char);
+        pub fn ssl_dist_store_new(
+            host: *const c_char,
+            port: u16,
+            world: i32,
+            is_server: bool,
+            prefix: *const c_char,
+            timeout_ms: i64,
+            out: *mut *mut c_void,
+        ) -> *mut c_char;
+        pub fn ssl_dist_store_free(store: *mut c_void);
+        pub fn ssl_dist_gloo_new(
+            store: *mut c_void,
+            rank: i32,
+            world: i32,
+            interface: *const c_char,
+            timeout_ms: i64,
+            out: *mut *mut c_void,
+        ) -> *mut c_char;
+        pub fn ssl_dist_group_free(group: *mut c_void);
+        pub fn ssl_dist_all_reduce(group: *mut c_void, ts: *mut *mut c_void, n: i32, op: i32) -> *mut c_char;
+        pub fn ssl_dist_broadcast(group: *mut c_void, ts: *mut *mut c_void, n: i32, root: i32)
+            -> *mut c_char;
+        pub fn ssl_dist_all_gather(
+            group: *mut c_void,
+            input: *mut c_void,
+            outputs: *mut *mut c_void,
+            world: i32,
+        ) -> *mut c_char;
+        pub fn ssl_dist_barrier(group: *mut c_void) -> *mut c_char;
+    }
+}

@@ -1,0 +1,312 @@
+//! Real multi-process runs on loopback with Gloo. The test binary starts copies of itself as
+//! the ranks (the `rank_main` test, which does nothing unless `SSL_DIST_ROLE` is set), passes
+//! them torchrun's variables, and compares what they write with a single-process run.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ssl_core::data::{BatchBuilder, DataLoader, InMemoryDataset, LoaderConfig, RandomSampler};
+use ssl_core::dist::Collective;
+use ssl_core::encoder::Encoder;
+use ssl_core::optim::{OptimizerConfig, OptimizerKind};
+use ssl_core::rng::SslRng;
+use ssl_core::tch::{nn, nn::Module, Device, Kind, Tensor};
+use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::{LossOutput, Objective, StepContext};
+use ssl_dist::{GroupConfig, ProcessGroup};
+
+const DIM: i64 = 6;
+const PER_RANK_BATCH: usize = 4;
+const STEPS: u64 = 5;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Starts `world` ranks running `role`, with `out` as their output folder.
+fn spawn_ranks(role: &str, world: usize, out: &Path, extra: &[(&str, &str)]) -> Vec<Child> {
+    let exe = std::env::current_exe().expect("test binary");
+    let port = free_port().to_string();
+    (0..world)
+        .map(|rank| {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+                .env("SSL_DIST_ROLE", role)
+                .env("SSL_DIST_OUT", out)
+                .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("LOCAL_WORLD_SIZE", world.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env("GLOO_SOCKET_IFNAME", "lo")
+                .env("SSL_DIST_TIMEOUT", "60")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            for (k, v) in extra {
+                cmd.env(k, v);
+            }
+            cmd.spawn().expect("spawn a rank")
+        })
+        .collect()
+}
+
+fn wait_all(children: Vec<Child>) -> Vec<Output> {
+    children.into_iter().map(|c| c.wait_with_output().expect("rank output")).collect()
+}
+
+fn assert_ok(outputs: &[Output]) {
+    for (rank, o) in outputs.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "rank {rank} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+/// A two-layer MLP without BatchNorm; `contrastive` picks an InfoNCE loss over the batch
+/// (negatives gathered from every process) instead of a regression loss.
+struct Toy {
+    vs: nn::VarStore,
+    net: nn::Sequential,
+    contrastive: bool,
+}
+
+impl Toy {
+    fn new(contrastive: bool) -> Self {
+        ssl_core::tch::manual_seed(7);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let p = vs.root();
+        let net = nn::seq()
+            .add(nn::linear(&p / "a", DIM, 16, Default::default()))
+            .add_fn(|x| x.tanh())
+            .add(nn::linear(&p / "b", 16, DIM, Default::default()));
+        Self { vs, net, contrastive }
+    }
+}
+
+impl Encoder for Toy {
+    fn encode(&self, x: &Tensor, _train: bool) -> Tensor {
+        self.net.forward(x)
+    }
+    fn output_dim(&self) -> i64 {
+        DIM
+    }
+}
+
+impl Objective for Toy {
+    type Batch = Tensor;
+    fn name(&self) -> &str {
+        "toy"
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    fn forward(&mut self, x: &Tensor, _: &StepContext) -> ssl_core::Result<LossOutput> {
+        let z = self.net.forward(x);
+        if !self.contrastive {
+            let target = x.flip([1]);
+            return Ok(LossOutput::new(z.mse_loss(&target, ssl_core::tch::Reduction::Mean)));
+        }
+        // Anchors: this process's rows; keys: the inputs' embeddings from every process.
+        let keys = self.net.forward(&(x * 0.9));
+        let (all, offset) = ssl_core::dist::all_gather_with_grad(&keys)?;
+        let logits = z.matmul(&all.tr()) / 0.5;
+        let n = z.size()[0];
+        let labels = Tensor::arange_start(offset, offset + n, (Kind::Int64, Device::Cpu));
+        Ok(LossOutput::new(logits.cross_entropy_for_logits(&labels)))
+    }
+    fn encoder(&self) -> &dyn Encoder {
+        self
+    }
+}
+
+struct Rows;
+impl BatchBuilder<Vec<f32>> for Rows {
+    type Sample = Vec<f32>;
+    type Batch = Tensor;
+    fn prepare(&self, x: Vec<f32>, _: &mut SslRng) -> ssl_core::Result<Vec<f32>> {
+        Ok(x)
+    }
+    fn collate(&self, xs: Vec<Vec<f32>>) -> ssl_core::Result<Tensor> {
+        let n = xs.len() as i64;
+        Ok(Tensor::from_slice(&xs.concat()).view([n, DIM]))
+    }
+}
+
+fn train(contrastive: bool, batch_size: usize, collective: Option<std::sync::Arc<dyn Collective>>) -> Toy {
+    let rows: Vec<Vec<f32>> =
+        (0..64).map(|i| (0..DIM).map(|j| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0).collect()).collect();
+    let ds = InMemoryDataset::new("rows", rows).expect("dataset");
+    let cfg = LoaderConfig { batch_size, drop_last: true, prefetch: 0, seed: 1 };
+    let loader = DataLoader::new(ds, Rows, RandomSampler::new(3), cfg).expect("loader");
+    let mut model = Toy::new(contrastive);
+    let train = TrainConfig {
+        steps: STEPS,
+        progress: false,
+        optimizer: OptimizerConfig {
+            name: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Trainer::new(train).collective(collective).fit(&mut model, &loader).expect("training");
+    model
+}
+
+fn weights(model: &Toy) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// What a rank does, chosen by `SSL_DIST_ROLE`; a no-op in a normal test run.
+#[test]
+fn rank_main() {
+    let Ok(role) = std::env::var("SSL_DIST_ROLE") else { return };
+    let out = std::path::PathBuf::from(std::env::var("SSL_DIST_OUT").expect("SSL_DIST_OUT"));
+    let cfg = GroupConfig::from_env().expect("launcher variables").expect("WORLD_SIZE > 1");
+    let group = ProcessGroup::connect(&cfg).expect("rendezvous");
+    let rank = group.rank();
+    match role.as_str() {
+        "collectives" => {
+            let mut t = [Tensor::from_slice(&[rank as f32 + 1.0, 10.0])];
+            group.all_reduce_sum_(&mut t).unwrap();
+            let mut b = [Tensor::from_slice(&[rank as f32; 3])];
+            group.broadcast_(&mut b, 1).unwrap();
+            let g = group.all_gather_(&Tensor::from_slice(&[rank as i64 * 100])).unwrap();
+            group.barrier_().unwrap();
+            let line = format!(
+                "{:?} {:?} {:?}",
+                Vec::<f32>::try_from(&t[0]).unwrap(),
+                Vec::<f32>::try_from(&b[0]).unwrap(),
+                g.iter().map(|t| t.int64_value(&[0])).collect::<Vec<_>>()
+            );
+            std::fs::write(out.join(format!("rank{rank}.txt")), line).unwrap();
+        }
+        "train" | "train_contrastive" => {
+            let group: std::sync::Arc<dyn Collective> = std::sync::Arc::new(group);
+            let model = train(role == "train_contrastive", PER_RANK_BATCH, Some(group));
+            let named = weights(&model);
+            let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
+        }
+        "die" => {
+            if rank == 1 {
+                std::process::exit(0);
+            }
+            let started = Instant::now();
+            let mut t = [Tensor::ones([1024], (Kind::Float, Device::Cpu))];
+            let err = group.all_reduce_sum_(&mut t).expect_err("the peer is gone");
+            let msg = err.to_string();
+            std::fs::write(out.join("rank0.txt"), format!("{:.1} {msg}", started.elapsed().as_secs_f64()))
+                .unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn collectives_agree_across_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&wait_all(spawn_ranks("collectives", 2, dir.path(), &[])));
+    for rank in 0..2 {
+        let line = std::fs::read_to_string(dir.path().join(format!("rank{rank}.txt"))).unwrap();
+        assert_eq!(line, "[3.0, 20.0] [1.0, 1.0, 1.0] [0, 100]", "rank {rank}");
+    }
+}
+
+fn compare_with_single_process(contrastive: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let role = if contrastive { "train_contrastive" } else { "train" };
+    assert_ok(&wait_all(spawn_ranks(role, 2, dir.path(), &[])));
+    let single = weights(&train(contrastive, 2 * PER_RANK_BATCH, None));
+    let initial = weights(&Toy::new(contrastive));
+    for rank in 0..2 {
+        let loaded = Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
+        assert_eq!(loaded.len(), single.len());
+        for ((name, expected), (_, start)) in single.iter().zip(&initial) {
+            let got = &loaded.iter().find(|(n, _)| n == name).expect(name).1;
+            assert!(!expected.allclose(start, 1e-3, 1e-3, false), "{name} did not train");
+            let diff = (got - expected).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "rank {rank} {name}: max |2 procs - 1 proc| = {diff}");
+        }
+    }
+}
+
+#[test]
+fn two_processes_train_like_one_with_the_double_batch() {
+    compare_with_single_process(false);
+}
+
+#[test]
+fn gathered_contrastive_gradients_match_one_process() {
+    compare_with_single_process(true);
+}
+
+#[test]
+fn a_rank_that_dies_fails_the_others_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let outputs = wait_all(spawn_ranks("die", 2, dir.path(), &[]));
+    assert!(started.elapsed() < Duration::from_secs(90), "took {:?}", started.elapsed());
+    assert_ok(&outputs);
+    let line = std::fs::read_to_string(dir.path().join("rank0.txt")).unwrap();
+    assert!(line.contains("all_reduce on rank 0 of 2 failed"), "{line}");
+}
+
+#[test]
+fn launcher_variables_are_checked_by_name() {
+    let get = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    };
+    assert_eq!(GroupConfig::from_lookup(get(&[])).unwrap(), None);
+    assert_eq!(GroupConfig::from_lookup(get(&[("WORLD_SIZE", "1")])).unwrap(), None);
+    let e = GroupConfig::from_lookup(get(&[("WORLD_SIZE", "2")])).unwrap_err().to_string();
+    assert!(e.contains("RANK"), "{e}");
+    let e = GroupConfig::from_lookup(get(&[("WORLD_SIZE", "2"), ("RANK", "2")])).unwrap_err().to_string();
+    assert!(e.contains("RANK") && e.contains("below"), "{e}");
+    let e = GroupConfig::from_lookup(get(&[("WORLD_SIZE", "two")])).unwrap_err().to_string();
+    assert!(e.contains("WORLD_SIZE") && e.contains("two"), "{e}");
+    let e = GroupConfig::from_lookup(get(&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "h")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("MASTER_PORT"), "{e}");
+    let agent = GroupConfig::from_lookup(get(&[
+        ("WORLD_SIZE", "2"),
+        ("RANK", "0"),
+        ("MASTER_ADDR", "h"),
+        ("MASTER_PORT", "1"),
+        ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+        ("TORCHELASTIC_RESTART_COUNT", "3"),
+    ]))
+    .unwrap()
+    .unwrap();
+    assert_eq!(agent.agent_store, Some(ssl_dist::AgentStore { restart_count: 3 }));
+}
+
+#[test]
+fn an_unreachable_master_is_a_rendezvous_error() {
+    let cfg = GroupConfig {
+        rank: 1,
+        world_size: 2,
+        local_rank: 1,
+        local_world_size: 2,
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port(),
+        agent_store: None,
+        interface: Some("lo".into()),
+        timeout: Duration::from_secs(2),
+    };
+    let e = ProcessGroup::connect(&cfg).unwrap_err().to_string();
+    assert!(e.contains("rendezvous at 127.0.0.1") && e.contains("rank 1 of 2"), "{e}");
+}
