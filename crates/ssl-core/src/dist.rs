@@ -127,8 +127,11 @@ impl Drop for ActiveGuard {
 /// [`backward_gathered`] (which the trainer calls) sums its gradient over the processes and
 /// back-propagates this process's slice into `local`'s graph, so every sample's gradient
 /// counts the loss terms of every process where it appears, as in one process with the global
-/// batch. Without an active collective of more than one process, `local` itself (sharing its
-/// graph) and offset 0 come back.
+/// batch. **The loss must use the gathered tensor's own rows (`narrow(0, offset, n)`) in place
+/// of `local`**: `local`'s graph is back-propagated once, by [`backward_gathered`]. A `local`
+/// that needs no gradient (a momentum encoder's keys) is gathered without
+/// any of this. Without an active collective of more than one process, `local` itself
+/// (sharing its graph) and offset 0 come back.
 ///
 /// ```
 /// use ssl_core::dist::all_gather_with_grad;
@@ -142,9 +145,14 @@ pub fn all_gather_with_grad(local: &Tensor) -> Result<(Tensor, i64)> {
         return Ok((local.shallow_clone(), 0));
     };
     let parts = c.all_gather(&local.detach().contiguous())?;
+    let offset = c.rank() as i64 * local.size()[0];
+    if !local.requires_grad() {
+        // Keys of a momentum encoder, say: nothing to send back.
+        return Ok((Tensor::cat(&parts, 0), offset));
+    }
     let gathered = Tensor::cat(&parts, 0).set_requires_grad(true);
     PENDING.with(|p| p.borrow_mut().push((local.shallow_clone(), gathered.shallow_clone())));
-    Ok((gathered, c.rank() as i64 * local.size()[0]))
+    Ok((gathered, offset))
 }
 
 /// Completes the backward pass through the tensors gathered by [`all_gather_with_grad`] since
@@ -180,7 +188,12 @@ pub fn backward_gathered() -> Result<()> {
     }
     if let Some(s) = surrogate {
         if s.requires_grad() {
-            s.backward();
+            s.f_backward().map_err(|e| crate::Error::Torch {
+                context: "back-propagating gathered embeddings (a loss must use the gathered tensor's \
+                          own rows, not the local tensor, or the local graph is freed twice)"
+                    .into(),
+                source: e,
+            })?;
         }
     }
     Ok(())

@@ -36,25 +36,38 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor> {
     if temperature <= 0.0 {
         return Err(Error::invalid("temperature", "must be positive"));
     }
-    let (sim, targets) = two_view_similarities(z1, z2);
+    let (sim, targets) = two_view_similarities(z1, z2, true)?;
     Ok((sim / temperature).cross_entropy_for_logits(&targets))
 }
 
-/// Cosine similarities among the `2N` embeddings of two views, with each embedding's similarity
-/// to itself masked to -inf (a sample is never its own negative), and the index of each
-/// embedding's positive (its other view).
-fn two_view_similarities(z1: &Tensor, z2: &Tensor) -> (Tensor, Tensor) {
+/// Cosine similarities of this process's `2N` embeddings of two views against the `2·W·N` of
+/// all `W` processes of a data-parallel job (just its own without one: see
+/// [`dist::all_gather_with_grad`](crate::dist::all_gather_with_grad)), each embedding's
+/// similarity to itself masked to -inf (a sample is never its own negative), and the column of
+/// each embedding's positive (its other view). `gather: false` keeps to this process's own.
+fn two_view_similarities(z1: &Tensor, z2: &Tensor, gather: bool) -> Result<(Tensor, Tensor)> {
     let n = z1.size()[0];
-    let z = normalize(&Tensor::cat(&[z1, z2], 0));
-    let device = z.device();
-    let sim = z
-        .matmul(&z.transpose(0, 1))
-        .masked_fill(&Tensor::eye(2 * n, (Kind::Bool, device)), f64::NEG_INFINITY);
-    let targets = Tensor::cat(
-        &[Tensor::arange_start(n, 2 * n, (Kind::Int64, device)), Tensor::arange(n, (Kind::Int64, device))],
-        0,
+    let ((all1, offset), (all2, _)) = if gather {
+        (crate::dist::all_gather_with_grad(z1)?, crate::dist::all_gather_with_grad(z2)?)
+    } else {
+        ((z1.shallow_clone(), 0), (z2.shallow_clone(), 0))
+    };
+    let total = all1.size()[0];
+    // This process's rows, taken from the gathered tensors (see `all_gather_with_grad`).
+    let anchors = normalize(&Tensor::cat(&[all1.narrow(0, offset, n), all2.narrow(0, offset, n)], 0));
+    let candidates = normalize(&Tensor::cat(&[&all1, &all2], 0));
+    let device = anchors.device();
+    let own = |start: i64| Tensor::arange_start(start, start + n, (Kind::Int64, device));
+    // Anchor rows 0..N are views 1 (columns offset..offset+N), rows N..2N views 2 (total+offset..).
+    let self_cols = Tensor::cat(&[own(offset), own(total + offset)], 0);
+    let mask = Tensor::zeros([2 * n, 2 * total], (Kind::Bool, device)).scatter_value(
+        1,
+        &self_cols.unsqueeze(1),
+        1.0,
     );
-    (sim, targets)
+    let sim = anchors.matmul(&candidates.transpose(0, 1)).masked_fill(&mask, f64::NEG_INFINITY);
+    let targets = Tensor::cat(&[own(total + offset), own(offset)], 0);
+    Ok((sim, targets))
 }
 
 /// InfoNCE with in-batch negatives (CPC, MoCo v3, CLIP one direction): row `i` of `query`
@@ -71,10 +84,13 @@ pub fn info_nce(query: &Tensor, keys: &Tensor, temperature: f64) -> Result<Tenso
     if temperature <= 0.0 {
         return Err(Error::invalid("temperature", "must be positive"));
     }
+    // In a data-parallel job the keys of every process are negatives (MoCo v3's gathered keys).
+    let (keys, offset) = crate::dist::all_gather_with_grad(keys)?;
     let q = normalize(query);
-    let k = normalize(keys);
+    let k = normalize(&keys);
     let logits = q.matmul(&k.transpose(0, 1)) / temperature;
-    let targets = Tensor::arange(q.size()[0], (Kind::Int64, q.device()));
+    let n = q.size()[0];
+    let targets = Tensor::arange_start(offset, offset + n, (Kind::Int64, q.device()));
     Ok(logits.cross_entropy_for_logits(&targets))
 }
 
@@ -129,7 +145,7 @@ pub fn normalized_mse(prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
 pub fn contrastive_accuracy(z1: &Tensor, z2: &Tensor) -> Result<Tensor> {
     check_pair(z1, z2, "contrastive_accuracy views")?;
     tch::no_grad(|| {
-        let (sim, targets) = two_view_similarities(z1, z2);
+        let (sim, targets) = two_view_similarities(z1, z2, false)?;
         Ok(sim.argmax(1, false).eq_tensor(&targets).to_kind(Kind::Float).mean(Kind::Float))
     })
 }

@@ -11,13 +11,13 @@
 //! variables, so `torchrun --no-python --nproc-per-node N ssl pretrain ...` works, and
 //! `ssl launch --nproc N -- pretrain ...` sets the same variables on one machine without Python.
 //!
-//! Collectives run on CPU tensors through Gloo (tensors on CUDA are copied by Gloo's CUDA
-//! path when libtorch has it; NCCL is not wired up yet).
+//! Collectives run through Gloo's TCP transport: tensors on a GPU are staged through host
+//! memory (NCCL, which libtorch_cuda has, is not wired up yet).
 //!
 //! ```no_run
 //! use ssl_dist::{GroupConfig, ProcessGroup};
 //! use ssl_core::dist::Collective;
-//! use ssl_core::tch::Tensor;
+//! use ssl_core::tch::{Device, Tensor};
 //!
 //! // In every process of a job started by torchrun or `ssl launch`:
 //! let cfg = GroupConfig::from_env()?.expect("started by a launcher");
@@ -35,7 +35,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ssl_core::dist::Collective;
-use ssl_core::tch::Tensor;
+use ssl_core::tch::{Device, Tensor};
 
 /// What can go wrong setting up or running collectives.
 #[derive(Debug, thiserror::Error)]
@@ -286,10 +286,12 @@ impl ProcessGroup {
     pub fn all_reduce_sum_(&self, tensors: &mut [Tensor]) -> Result<()> {
         self.check_dense("all_reduce", tensors)?;
         for t in tensors.iter_mut() {
-            let mut ptr: *mut c_void = t.as_mut_ptr().cast();
-            // SAFETY: the pointer is a live at::Tensor owned by `tensors`, borrowed mutably for
-            // the duration of the call.
-            self.run("all_reduce", || unsafe { ffi::ssl_dist_all_reduce(self.group, &mut ptr, 1, 0) })?;
+            on_host(t, |h| {
+                let mut ptr: *mut c_void = h.as_mut_ptr().cast();
+                // SAFETY: the pointer is a live at::Tensor owned by the caller, borrowed
+                // mutably for the duration of the call.
+                self.run("all_reduce", || unsafe { ffi::ssl_dist_all_reduce(self.group, &mut ptr, 1, 0) })
+            })?;
         }
         Ok(())
     }
@@ -302,16 +304,19 @@ impl ProcessGroup {
         self.check_dense("broadcast", tensors)?;
         let root = root as i32;
         for t in tensors.iter_mut() {
-            let mut ptr: *mut c_void = t.as_mut_ptr().cast();
-            // SAFETY: as in `all_reduce_sum_`.
-            self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(self.group, &mut ptr, 1, root) })?;
+            on_host(t, |h| {
+                let mut ptr: *mut c_void = h.as_mut_ptr().cast();
+                // SAFETY: as in `all_reduce_sum_`.
+                self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(self.group, &mut ptr, 1, root) })
+            })?;
         }
         Ok(())
     }
 
     /// Every process's `tensor` (same shape and kind everywhere), in rank order.
     pub fn all_gather_(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
-        let mut input = tensor.contiguous();
+        let device = tensor.device();
+        let mut input = tensor.to_device(Device::Cpu).contiguous();
         let mut outputs: Vec<Tensor> = (0..self.world).map(|_| input.empty_like()).collect();
         let mut ptrs: Vec<*mut c_void> = outputs.iter_mut().map(|t| t.as_mut_ptr().cast()).collect();
         let input_ptr: *mut c_void = input.as_mut_ptr().cast();
@@ -320,7 +325,7 @@ impl ProcessGroup {
         self.run("all_gather", || unsafe {
             ffi::ssl_dist_all_gather(self.group, input_ptr, ptrs.as_mut_ptr(), world)
         })?;
-        Ok(outputs)
+        Ok(outputs.into_iter().map(|t| t.to_device(device)).collect())
     }
 
     /// Returns once every process has reached it.
@@ -373,6 +378,18 @@ impl Drop for ProcessGroup {
             ffi::ssl_dist_store_free(self.store);
         }
     }
+}
+
+/// Runs `f` on `t` if it is in host memory, else on a host copy written back afterwards:
+/// collectives go through Gloo's TCP transport, which reads and writes host memory.
+fn on_host(t: &mut Tensor, f: impl FnOnce(&mut Tensor) -> Result<()>) -> Result<()> {
+    if t.device() == Device::Cpu {
+        return f(t);
+    }
+    let mut host = t.to_device(Device::Cpu);
+    f(&mut host)?;
+    t.copy_(&host);
+    Ok(())
 }
 
 /// Takes ownership of a shim message: `Ok` for NULL, else the text (freed here).

@@ -200,6 +200,20 @@ fn rank_main() {
             let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
             Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
         }
+        "losses" => {
+            let group: std::sync::Arc<dyn Collective> = std::sync::Arc::new(group);
+            let _active = ssl_core::dist::activate(group.clone());
+            let grads: Vec<(String, Tensor)> = LOSSES
+                .iter()
+                .map(|&name| {
+                    let mut g = [loss_grad(name, rank, 2)];
+                    group.all_reduce_sum(&mut g).unwrap();
+                    (name.to_string(), &g[0] / 2.0)
+                })
+                .collect();
+            let refs: Vec<(&str, &Tensor)> = grads.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
+        }
         "die" => {
             if rank == 1 {
                 std::process::exit(0);
@@ -251,6 +265,49 @@ fn two_processes_train_like_one_with_the_double_batch() {
 #[test]
 fn gathered_contrastive_gradients_match_one_process() {
     compare_with_single_process(true);
+}
+
+const LOSSES: [&str; 3] = ["nt_xent", "info_nce", "clip"];
+
+/// The gradient of a shared linear map under one of the contrastive losses, for rank `rank`'s
+/// rows of a fixed global batch of 8 pairs (`world` = 1: the whole batch, one process).
+fn loss_grad(name: &str, rank: usize, world: usize) -> Tensor {
+    ssl_core::tch::manual_seed(11);
+    let a = Tensor::randn([8, DIM], (Kind::Float, Device::Cpu));
+    let b = &a + Tensor::randn([8, DIM], (Kind::Float, Device::Cpu)) * 0.5;
+    let n = 8 / world as i64;
+    let (a, b) = (a.narrow(0, rank as i64 * n, n), b.narrow(0, rank as i64 * n, n));
+    let w = (Tensor::eye(DIM, (Kind::Float, Device::Cpu)) + 0.1).set_requires_grad(true);
+    let (za, zb) = (a.matmul(&w), b.matmul(&w));
+    let loss = match name {
+        "nt_xent" => ssl_core::loss::nt_xent(&za, &zb, 0.5).unwrap(),
+        "info_nce" => ssl_core::loss::info_nce(&za, &zb, 0.2).unwrap(),
+        _ => {
+            let norm = |z: &Tensor| ssl_core::loss::normalize(z);
+            ssl_multimodal::loss::clip_loss(&norm(&za), &norm(&zb), &Tensor::from(2.0f32)).unwrap()
+        }
+    };
+    loss.backward();
+    ssl_core::dist::backward_gathered().unwrap();
+    w.grad().copy()
+}
+
+/// NT-Xent, InfoNCE and CLIP's loss with negatives gathered across 2 processes: the averaged
+/// gradients are those of one process with the whole batch (labels offset by rank, self
+/// similarities masked at the right columns, the gathered rows' gradients summed).
+#[test]
+fn gathered_losses_give_the_one_process_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&wait_all(spawn_ranks("losses", 2, dir.path(), &[])));
+    for rank in 0..2 {
+        let got = Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
+        for name in LOSSES {
+            let expected = loss_grad(name, 0, 1);
+            let g = &got.iter().find(|(n, _)| n == name).unwrap().1;
+            let diff = (g - &expected).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "rank {rank} {name}: max |2 procs - 1 proc| = {diff}");
+        }
+    }
 }
 
 #[test]

@@ -429,6 +429,8 @@ impl Clip {
             };
             let l = self.objective_loss(&ai, &at, &scale, b.as_ref())?;
             l.backward();
+            // In a data-parallel job, the other processes' share of this chunk's gradient.
+            ssl_core::dist::backward_gathered()?;
             loss = l.detach();
             cached[j] = (live.0.detach(), live.1.detach());
         }

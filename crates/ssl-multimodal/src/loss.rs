@@ -40,13 +40,25 @@ pub fn logits(image: &Tensor, text: &Tensor, logit_scale: &Tensor) -> Result<Ten
 
 /// CLIP's loss: the mean of the image-to-text and text-to-image cross-entropies over the `N`
 /// pairs of the batch, the other `N - 1` items of each row being the negatives.
+///
+/// In a data-parallel job (see `ssl_core::dist`), every process's pairs are negatives: this
+/// process's images are scored against all processes' texts and its texts against all images,
+/// with the labels offset by its first row, as open_clip's gathered loss does.
 pub fn clip_loss(image: &Tensor, text: &Tensor, logit_scale: &Tensor) -> Result<Tensor> {
     let n = check(image, text)?;
-    let l = logits(image, text, logit_scale)?;
-    let labels = Tensor::arange(n, (Kind::Int64, image.device()));
+    let (all_text, offset) = ssl_core::dist::all_gather_with_grad(text)?;
+    let (all_image, _) = ssl_core::dist::all_gather_with_grad(image)?;
+    let scale = logit_scale.f_exp().torch_context("CLIP logit scale")?;
+    // This process's rows, taken from the gathered tensors (see `all_gather_with_grad`).
+    let (image, text) = (all_image.narrow(0, offset, n), all_text.narrow(0, offset, n));
+    let per_image =
+        image.f_matmul(&all_text.tr()).and_then(|s| s.f_mul(&scale)).torch_context("CLIP logits")?;
+    let per_text =
+        text.f_matmul(&all_image.tr()).and_then(|s| s.f_mul(&scale)).torch_context("CLIP logits")?;
+    let labels = Tensor::arange_start(offset, offset + n, (Kind::Int64, image.device()));
     let ce = |x: &Tensor| x.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
-    let i2t = ce(&l).torch_context("CLIP image-to-text")?;
-    let t2i = ce(&l.tr()).torch_context("CLIP text-to-image")?;
+    let i2t = ce(&per_image).torch_context("CLIP image-to-text")?;
+    let t2i = ce(&per_text).torch_context("CLIP text-to-image")?;
     Ok((i2t + t2i) / 2.0)
 }
 
