@@ -408,6 +408,9 @@ pub fn pretrain<M: AudioMethod>(args: &PretrainArgs) -> Result<()> {
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut objective, &loader)
         .context("training failed")?;
+    if run::secondary_rank() {
+        return Ok(());
+    }
     let mut summary = run::training_summary(&dir, M::NAME, &report)?;
     summary["audio_seconds_per_sec"] = serde_json::json!(
         report.samples_per_sec * cfg.data.crop.crop_len as f64 / f64::from(cfg.data.sample_rate)

@@ -452,6 +452,9 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut model, &loader)
         .context("training failed")?;
+    if run::secondary_rank() {
+        return Ok(());
+    }
     let skipped = match loader.dataset() {
         Pairs::Files(f) => f.skipped().len(),
         Pairs::Scenes(_) => 0,

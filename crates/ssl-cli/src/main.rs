@@ -5,6 +5,7 @@
 
 mod audio;
 mod clip;
+mod launch;
 mod run;
 mod synthetic;
 mod text;
@@ -39,6 +40,26 @@ enum Command {
     Generate(GenerateArgs),
     /// List the methods this build provides.
     Methods,
+    /// Run a command as a data-parallel job of N processes on this machine, with the
+    /// variables torchrun sets (`ssl launch --nproc 2 -- pretrain simclr`).
+    Launch(LaunchArgs),
+}
+
+/// Options of `ssl launch`.
+#[derive(Args, Debug, Clone)]
+pub struct LaunchArgs {
+    /// Processes to start (each trains with the configured batch size).
+    #[arg(long)]
+    pub nproc: usize,
+    /// Address of the rendezvous store (rank 0 serves it).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub master_addr: String,
+    /// Port of the rendezvous store (default: a free one).
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// The `ssl` command each process runs, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// Options of `ssl pretrain`.
@@ -322,6 +343,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Pretrain(args) => run::pretrain(&args),
+        Command::Launch(args) => launch::launch(&args),
         Command::Evaluate(args) => run::evaluate(&args),
         Command::Finetune(args) => run::finetune(&args),
         Command::Embed(args) => run::embed(&args),

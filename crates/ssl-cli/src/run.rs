@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
@@ -110,6 +111,7 @@ fn check_clip_flags(method: &str, flags: &crate::ClipEvalArgs) -> Result<()> {
 
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     check_clip_flags(&args.method, &args.clip)?;
+    join_group()?;
     match args.method.as_str() {
         "synthetic" => crate::synthetic::pretrain(args),
         n if n == Bert::NAME => text::pretrain::<Bert>(args),
@@ -354,9 +356,60 @@ impl Drop for RunDir {
     }
 }
 
+/// This process's place in a data-parallel job started by `torchrun` or `ssl launch`.
+pub struct Group {
+    /// The Gloo process group the trainer averages gradients over.
+    pub collective: Arc<ssl_dist::ProcessGroup>,
+    /// The rank on this machine: which GPU `--device cuda` means.
+    pub local_rank: usize,
+}
+
+static GROUP: OnceLock<Option<Group>> = OnceLock::new();
+
+/// Joins the job the launcher's environment describes (`WORLD_SIZE` > 1), once per process;
+/// does nothing for a single process.
+pub fn join_group() -> Result<()> {
+    if GROUP.get().is_some() {
+        return Ok(());
+    }
+    let group = match ssl_dist::GroupConfig::from_env()? {
+        Some(cfg) => {
+            let pg = ssl_dist::ProcessGroup::connect(&cfg)?;
+            if cfg.rank == 0 {
+                eprintln!(
+                    "data-parallel: {} processes (Gloo), rendezvous at {}:{}; batch sizes are per process",
+                    cfg.world_size, cfg.master_addr, cfg.master_port
+                );
+            }
+            Some(Group { collective: Arc::new(pg), local_rank: cfg.local_rank })
+        }
+        None => None,
+    };
+    let _ = GROUP.set(group);
+    Ok(())
+}
+
+/// The data-parallel job this process joined, if any.
+pub fn group() -> Option<&'static Group> {
+    GROUP.get().and_then(Option::as_ref)
+}
+
+/// Whether this process is a rank other than 0 of a data-parallel job: it trains, but writes
+/// nothing the user sees (no run directory, summary or evaluation).
+pub fn secondary_rank() -> bool {
+    group().is_some_and(|g| ssl_core::dist::Collective::rank(g.collective.as_ref()) != 0)
+}
+
 /// The run directory to use: `--out`, or `runs/<method>-<unix time>`. A non-empty directory is
 /// refused unless the run resumes into it or `--force` is given (then its old outputs go).
 pub fn prepare_run_dir(args: &PretrainArgs) -> Result<RunDir> {
+    if let Some(g) = group().filter(|_| secondary_rank()) {
+        // Ranks other than 0 write nothing of the run's: a scratch folder, removed at exit.
+        let rank = ssl_core::dist::Collective::rank(g.collective.as_ref());
+        let dir = std::env::temp_dir().join(format!("ssl-rank{rank}-{}", std::process::id()));
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        return Ok(RunDir { path: dir, fresh: true });
+    }
     let dir = match (&args.out, &args.resume) {
         (Some(d), _) => d.clone(),
         // Resuming without --out continues in the run directory the checkpoint belongs to.
@@ -423,7 +476,9 @@ pub fn trainer(
     train: ssl_core::trainer::TrainConfig,
     dir: &Path,
 ) -> Result<ssl_core::trainer::Trainer> {
+    let collective = group().map(|g| Arc::clone(&g.collective) as Arc<dyn ssl_core::dist::Collective>);
     let mut trainer = ssl_core::trainer::Trainer::new(train)
+        .collective(collective)
         .run_dir(dir)
         .resume_from(args.resume.clone())
         .repeat_batch(args.repeat_batch);
@@ -508,6 +563,13 @@ pub fn resolve_device(
     let spec = match flag {
         Some(s) => s.parse()?,
         None => configured,
+    };
+    // In a data-parallel job, `cuda` means this process's GPU: the LOCAL_RANK-th.
+    let spec = match (spec, group()) {
+        (ssl_core::device::DeviceSpec::Cuda(None), Some(g)) => {
+            ssl_core::device::DeviceSpec::Cuda(Some(g.local_rank))
+        }
+        (spec, _) => spec,
     };
     Ok(spec.resolve()?)
 }

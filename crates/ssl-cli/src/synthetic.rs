@@ -106,6 +106,9 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         .config_snapshot(snapshot)
         .fit(&mut objective, &loader)
         .context("training failed")?;
+    if run::secondary_rank() {
+        return Ok(());
+    }
 
     let mut summary = run::training_summary(&dir, "synthetic", &report)?;
     if !args.no_eval {

@@ -585,6 +585,9 @@ pub fn pretrain<M: TextMethod>(args: &PretrainArgs) -> Result<()> {
         .config_snapshot(serde_json::to_value(&cfg)?)
         .fit(&mut objective, &loader)
         .context("training failed")?;
+    if run::secondary_rank() {
+        return Ok(());
+    }
     let hf_dir = dir.join("hf");
     let exported = match objective.save_hf(&hf_dir) {
         Ok(()) => {

@@ -343,6 +343,9 @@ pub fn pretrain<M: VisionMethod>(args: &PretrainArgs) -> Result<()> {
             _ => Ok(()),
         })
         .context("training failed")?;
+    if run::secondary_rank() {
+        return Ok(());
+    }
 
     let mut summary = run::training_summary(&dir, M::NAME, &report)?;
     if let Some(images) = &picture_images {

@@ -1,0 +1,46 @@
+//! `ssl launch`: a data-parallel job of several processes on loopback (Gloo).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ssl(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ssl"))
+        .args(args)
+        .current_dir(cwd)
+        .env("GLOO_SOCKET_IFNAME", "lo")
+        .env("SSL_DIST_TIMEOUT", "60")
+        .output()
+        .expect("run ssl")
+}
+
+#[test]
+fn two_processes_write_one_run_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = ssl(
+        tmp.path(),
+        &["launch", "--nproc", "2", "--", "pretrain", "synthetic", "--steps", "6", "--out", "run"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("data-parallel: 2 processes"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("run/summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["steps"], 6);
+    // Rank 1 wrote nothing beside rank 0's run directory.
+    let entries: Vec<_> = std::fs::read_dir(tmp.path()).expect("cwd").collect();
+    assert_eq!(entries.len(), 1);
+    let records = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).expect("metrics");
+    assert_eq!(records.lines().count(), 1, "{records}");
+}
+
+#[test]
+fn a_failing_rank_fails_the_launch_by_name() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = ssl(tmp.path(), &["launch", "--nproc", "2", "--", "pretrain", "no-such-method"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("of 2 failed"), "{stderr}");
+    let out = ssl(tmp.path(), &["launch", "--nproc", "0", "--", "methods"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--nproc"));
+}
