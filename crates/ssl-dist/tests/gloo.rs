@@ -267,7 +267,7 @@ fn gathered_contrastive_gradients_match_one_process() {
     compare_with_single_process(true);
 }
 
-const LOSSES: [&str; 3] = ["nt_xent", "info_nce", "clip"];
+const LOSSES: [&str; 4] = ["nt_xent", "info_nce", "clip", "siglip"];
 
 /// The gradient of a shared linear map under one of the contrastive losses, for rank `rank`'s
 /// rows of a fixed global batch of 8 pairs (`world` = 1: the whole batch, one process).
@@ -282,9 +282,14 @@ fn loss_grad(name: &str, rank: usize, world: usize) -> Tensor {
     let loss = match name {
         "nt_xent" => ssl_core::loss::nt_xent(&za, &zb, 0.5).unwrap(),
         "info_nce" => ssl_core::loss::info_nce(&za, &zb, 0.2).unwrap(),
-        _ => {
+        "clip" => {
             let norm = |z: &Tensor| ssl_core::loss::normalize(z);
             ssl_multimodal::loss::clip_loss(&norm(&za), &norm(&zb), &Tensor::from(2.0f32)).unwrap()
+        }
+        _ => {
+            let norm = |z: &Tensor| ssl_core::loss::normalize(z);
+            let (scale, bias) = (Tensor::from(2.0f32), Tensor::from(-1.0f32));
+            ssl_multimodal::loss::siglip_loss(&norm(&za), &norm(&zb), &scale, &bias).unwrap()
         }
     };
     loss.backward();
@@ -292,7 +297,7 @@ fn loss_grad(name: &str, rank: usize, world: usize) -> Tensor {
     w.grad().copy()
 }
 
-/// NT-Xent, InfoNCE and CLIP's loss with negatives gathered across 2 processes: the averaged
+/// NT-Xent, InfoNCE, CLIP's and SigLIP's losses with negatives gathered across 2 processes: the averaged
 /// gradients are those of one process with the whole batch (labels offset by rank, self
 /// similarities masked at the right columns, the gathered rows' gradients summed).
 #[test]

@@ -72,8 +72,19 @@ pub fn siglip_loss(
     logit_bias: &Tensor,
 ) -> Result<Tensor> {
     let n = check(image, text)?;
-    let l = logits(image, text, logit_scale)?.f_add(logit_bias).torch_context("SigLIP logits")?;
-    let sign = Tensor::eye(n, (Kind::Float, image.device())) * 2.0 - 1.0;
+    // In a data-parallel job this process's images are scored against every process's texts
+    // (the loss is then this process's rows of the global one, scaled so that the mean over
+    // processes is the global loss).
+    let (all_text, offset) = ssl_core::dist::all_gather_with_grad(text)?;
+    let scale = logit_scale.f_exp().torch_context("SigLIP logit scale")?;
+    let l = image
+        .f_matmul(&all_text.tr())
+        .and_then(|s| s.f_mul(&scale))
+        .and_then(|s| s.f_add(logit_bias))
+        .torch_context("SigLIP logits")?;
+    let device = image.device();
+    let positives = Tensor::arange_start(offset, offset + n, (Kind::Int64, device)).unsqueeze(1);
+    let sign = Tensor::full(l.size(), -1.0, (Kind::Float, device)).scatter_value(1, &positives, 1.0);
     let loss = (l * sign).f_log_sigmoid().torch_context("SigLIP")?.sum(Kind::Float).neg() / n as f64;
     Ok(loss)
 }

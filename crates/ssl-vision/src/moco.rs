@@ -212,7 +212,10 @@ impl Objective for MocoV2 {
             let neg = qn.matmul(&queue.transpose(0, 1)).amax([1i64].as_slice(), false);
             pos.gt_tensor(&neg).to_kind(Kind::Float).mean(Kind::Float)
         });
-        self.enqueue(&k);
+        // In a data-parallel job every process enqueues all processes' keys, in rank order, so
+        // the queues stay identical (the reference's `concat_all_gather`).
+        let (all_keys, _) = ssl_core::dist::all_gather_with_grad(&k)?;
+        self.enqueue(&all_keys);
         Ok(LossOutput::new(loss).with_metric("pretext_acc", &acc))
     }
 
