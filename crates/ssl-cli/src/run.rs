@@ -496,7 +496,8 @@ pub fn trainer(
 /// The keys every pretraining `summary.json` starts with, from the trainer's report:
 /// `method`, `steps`, `samples_per_sec`, `final_loss`, `device`, `wall_seconds`,
 /// `step_time_median_s`, `step_time_p90_s`, `steady_samples_per_sec` (after the warm-up),
-/// `peak_host_memory_bytes` and `parameters` (trainable values). Also draws the run's
+/// `peak_host_memory_bytes` and `parameters` (trainable values); in a data-parallel job also
+/// `world_size` and `job_samples_per_sec` (rank 0's rate times the processes). Also draws the run's
 /// loss and learning-rate curves from its `metrics.jsonl` into `training_curves.png`.
 pub fn training_summary(
     dir: &Path,
@@ -507,7 +508,7 @@ pub fn training_summary(
     if let Err(e) = plot_training_curves(dir) {
         eprintln!("warning: no training_curves.png: {e:#}");
     }
-    Ok(serde_json::json!({
+    let mut summary = serde_json::json!({
         "method": method,
         "steps": report.steps,
         "samples_per_sec": report.samples_per_sec,
@@ -519,7 +520,14 @@ pub fn training_summary(
         "steady_samples_per_sec": report.step_time.samples_per_sec,
         "peak_host_memory_bytes": report.peak_host_memory_bytes,
         "parameters": report.parameters,
-    }))
+    });
+    if let Some(g) = group() {
+        // The timings above are rank 0's; every rank steps in lock-step with the same batch size.
+        let world = ssl_core::dist::Collective::world_size(g.collective.as_ref());
+        summary["world_size"] = serde_json::json!(world);
+        summary["job_samples_per_sec"] = serde_json::json!(report.samples_per_sec * world as f64);
+    }
+    Ok(summary)
 }
 
 /// Draws `training_curves.png` in a run directory from its `metrics.jsonl`: the loss (log

@@ -18,7 +18,19 @@ fn two_processes_write_one_run_directory() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = ssl(
         tmp.path(),
-        &["launch", "--nproc", "2", "--", "pretrain", "synthetic", "--steps", "6", "--out", "run"],
+        &[
+            "launch",
+            "--nproc",
+            "2",
+            "--",
+            "pretrain",
+            "synthetic",
+            "--steps",
+            "6",
+            "--no-eval",
+            "--out",
+            "run",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -27,6 +39,10 @@ fn two_processes_write_one_run_directory() {
         serde_json::from_slice(&std::fs::read(tmp.path().join("run/summary.json")).expect("summary"))
             .expect("json");
     assert_eq!(summary["steps"], 6);
+    assert_eq!(summary["world_size"], 2);
+    let (one, job) =
+        (summary["samples_per_sec"].as_f64().unwrap_or(0.0), summary["job_samples_per_sec"].as_f64());
+    assert_eq!(job, Some(2.0 * one));
     // Rank 1 wrote nothing beside rank 0's run directory.
     let entries: Vec<_> = std::fs::read_dir(tmp.path()).expect("cwd").collect();
     assert_eq!(entries.len(), 1);
@@ -43,4 +59,28 @@ fn a_failing_rank_fails_the_launch_by_name() {
     assert!(stderr.contains("of 2 failed"), "{stderr}");
     let out = ssl(tmp.path(), &["launch", "--nproc", "0", "--", "methods"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--nproc"));
+}
+
+/// A 2-process run resumed from its step-4 checkpoint ends with the weights of the
+/// uninterrupted 2-process run, byte for byte.
+#[test]
+fn a_two_process_run_resumes_bit_identically() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[train]\ncheckpoint_every = 4\nkeep_last = 5\n").expect("config");
+    let cfg = cfg.to_str().expect("utf-8 path");
+    let launch = |extra: &[&str]| {
+        let mut args = vec!["launch", "--nproc", "2", "--", "pretrain", "synthetic", "--config", cfg];
+        args.extend(["--steps", "8", "--no-eval"]);
+        args.extend(extra);
+        let out = ssl(tmp.path(), &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    launch(&["--out", "whole"]);
+    launch(&["--out", "resumed", "--resume", "whole/checkpoints/step-00000004"]);
+    let weights = |run: &str| {
+        std::fs::read(tmp.path().join(run).join("checkpoints/step-00000008/model.safetensors"))
+            .expect("weights")
+    };
+    assert!(weights("whole") == weights("resumed"), "the resumed run's weights differ");
 }
