@@ -459,8 +459,9 @@ class Wav2Vec2(nn.Module):
         q = self.quantizer(pick(unmasked), step)
         targets = self.project_q(q["quantized"])  # [B, M, F]
         k = int(m["distractors"])
-        idx = torch.from_numpy(sample_distractors(n_masked, k, rng)).to(x.device)
-        idx = idx.view(1, n_masked * k).expand(b, n_masked * k)
+        # One draw per utterance, as fairseq's sample_negatives.
+        idx = np.concatenate([sample_distractors(n_masked, k, rng) for _ in range(b)])
+        idx = torch.from_numpy(idx).to(x.device).view(b, n_masked * k)
         f = targets.shape[2]
         negs = targets.gather(1, idx.unsqueeze(-1).expand(b, n_masked * k, f)).view(b, n_masked, k, f)
         cands = torch.cat([targets.unsqueeze(2), negs], 2)  # [B, M, 1+K, F]
@@ -498,7 +499,7 @@ def build_wav2vec2(cfg: dict, device) -> AudioWorkload:
 
 class Cpc(nn.Module):
     """CPC as `crates/ssl-audio/src/cpc.rs` builds and trains it: the conv stack `encoder`, a
-    one-layer batch-first GRU `context`, `predictors.{k}` (`Linear(context_dim, channels)`,
+    one-layer batch-first GRU `context`, `predictors.{k}` (`Linear(context_dim, channels, bias=False)`,
     one per future step), InfoNCE scored by dot products. For each `k` one pool of `negatives`
     real frames is drawn on the host (from the whole batch, or per utterance with
     `negatives_from = "sequence"`) and shared by all predictions; a drawn frame that is the
@@ -510,7 +511,7 @@ class Cpc(nn.Module):
         c, h = int(m["conv"]["channels"]), int(m["context_dim"])
         self.encoder = ConvStack(m["conv"])
         self.context = nn.GRU(c, h, batch_first=True)
-        self.predictors = nn.ModuleList(nn.Linear(h, c) for _ in range(int(m["steps"])))
+        self.predictors = nn.ModuleList(nn.Linear(h, c, bias=False) for _ in range(int(m["steps"])))
         self.negatives = int(m["negatives"])
         self.from_batch = m.get("negatives_from", "batch") == "batch"
 

@@ -152,7 +152,9 @@ impl Cpc {
         );
         let predictors = (0..cfg.steps)
             .map(|k| {
-                nn::linear(&root / "predictors" / k, cfg.context_dim, cfg.conv.channels, Default::default())
+                // The paper's log-bilinear score z·W_k c: a linear map without bias.
+                let no_bias = nn::LinearConfig { bias: false, ..Default::default() };
+                nn::linear(&root / "predictors" / k, cfg.context_dim, cfg.conv.channels, no_bias)
             })
             .collect();
         Ok(Self { vs, cfg: cfg.clone(), seed, conv, gru, predictors })

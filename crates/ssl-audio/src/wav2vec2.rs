@@ -444,9 +444,15 @@ impl Wav2Vec2 {
         let q = self.quantizer.forward(&pick(&unmasked), step, train)?;
         let targets = q.quantized.apply(&self.project_q); // [B, M, F]
         let k = self.cfg.distractors as i64;
-        let idx = sample_distractors(m as usize, self.cfg.distractors, &mut rng)?;
-        let idx: Vec<i64> = idx.into_iter().map(|i| i as i64).collect();
-        let idx = Tensor::from_slice(&idx).to_device(x.device()).view([1, m * k]).expand([b, m * k], false);
+        // Each utterance draws its own distractors (fairseq's `sample_negatives`), from its own
+        // masked frames.
+        let mut idx: Vec<i64> = Vec::with_capacity((b * m * k) as usize);
+        for _ in 0..b {
+            idx.extend(
+                sample_distractors(m as usize, self.cfg.distractors, &mut rng)?.into_iter().map(|i| i as i64),
+            );
+        }
+        let idx = Tensor::from_slice(&idx).to_device(x.device()).view([b, m * k]);
         let f = targets.size()[2];
         let negs =
             targets.gather(1, &idx.unsqueeze(-1).expand([b, m * k, f], false), false).view([b, m, k, f]);
