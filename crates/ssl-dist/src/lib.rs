@@ -286,7 +286,7 @@ impl ProcessGroup {
     pub fn all_reduce_sum_(&self, tensors: &mut [Tensor]) -> Result<()> {
         self.check_dense("all_reduce", tensors)?;
         for t in tensors.iter_mut() {
-            on_host(t, |h| {
+            self.on_host("all_reduce", t, |h| {
                 let mut ptr: *mut c_void = h.as_mut_ptr().cast();
                 // SAFETY: the pointer is a live at::Tensor owned by the caller, borrowed
                 // mutably for the duration of the call.
@@ -304,7 +304,7 @@ impl ProcessGroup {
         self.check_dense("broadcast", tensors)?;
         let root = root as i32;
         for t in tensors.iter_mut() {
-            on_host(t, |h| {
+            self.on_host("broadcast", t, |h| {
                 let mut ptr: *mut c_void = h.as_mut_ptr().cast();
                 // SAFETY: as in `all_reduce_sum_`.
                 self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(self.group, &mut ptr, 1, root) })
@@ -332,6 +332,23 @@ impl ProcessGroup {
     pub fn barrier_(&self) -> Result<()> {
         // SAFETY: the group handle is live for `self`'s lifetime.
         self.run("barrier", || unsafe { ffi::ssl_dist_barrier(self.group) })
+    }
+
+    /// Runs `f` on `t` if it is in host memory, else on a host copy written back afterwards:
+    /// collectives go through Gloo's TCP transport, which reads and writes host memory.
+    fn on_host(
+        &self,
+        op: &'static str,
+        t: &mut Tensor,
+        f: impl FnOnce(&mut Tensor) -> Result<()>,
+    ) -> Result<()> {
+        if t.device() == Device::Cpu {
+            return f(t);
+        }
+        let mut host = t.to_device(Device::Cpu);
+        f(&mut host)?;
+        // Outside autograd: the tensor may be a parameter (the broadcast of initial weights).
+        tch::no_grad(|| t.f_copy_(&host)).map_err(|e| self.collective_error(op, format!("copying back: {e}")))
     }
 
     fn check_dense(&self, op: &'static str, tensors: &[Tensor]) -> Result<()> {
@@ -378,18 +395,6 @@ impl Drop for ProcessGroup {
             ffi::ssl_dist_store_free(self.store);
         }
     }
-}
-
-/// Runs `f` on `t` if it is in host memory, else on a host copy written back afterwards:
-/// collectives go through Gloo's TCP transport, which reads and writes host memory.
-fn on_host(t: &mut Tensor, f: impl FnOnce(&mut Tensor) -> Result<()>) -> Result<()> {
-    if t.device() == Device::Cpu {
-        return f(t);
-    }
-    let mut host = t.to_device(Device::Cpu);
-    f(&mut host)?;
-    t.copy_(&host);
-    Ok(())
 }
 
 /// Takes ownership of a shim message: `Ok` for NULL, else the text (freed here).
