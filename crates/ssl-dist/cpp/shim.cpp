@@ -131,36 +131,23 @@ void ssl_dist_group_free(void* group) {
   delete static_cast<Group*>(group);
 }
 
-// op: 0 sum, 1 average (done as a sum by Gloo, which has no AVG), 2 max, 3 min.
-char* ssl_dist_all_reduce(void* group, at::Tensor** ts, int n, int op) {
+// One tensor per call: c10d reads a list as one tensor per local device, not as a batch of
+// tensors, so the Rust side loops (or flattens into buckets).
+char* ssl_dist_all_reduce_sum(void* group, at::Tensor* tensor) {
   return guarded([&] {
     auto* g = static_cast<Group*>(group);
-    auto v = tensors(ts, n);
+    std::vector<at::Tensor> v{*tensor};
     c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
     opts.timeout = g->timeout;
-    switch (op) {
-      case 2:
-        opts.reduceOp = c10d::ReduceOp::MAX;
-        break;
-      case 3:
-        opts.reduceOp = c10d::ReduceOp::MIN;
-        break;
-      default:
-        opts.reduceOp = c10d::ReduceOp::SUM;
-    }
     wait(g->pg->allreduce(v, opts), g->timeout);
-    if (op == 1) {
-      for (auto& t : v) {
-        t.div_(g->pg->getSize());
-      }
-    }
   });
 }
 
-char* ssl_dist_broadcast(void* group, at::Tensor** ts, int n, int root) {
+char* ssl_dist_broadcast(void* group, at::Tensor* tensor, int root) {
   return guarded([&] {
     auto* g = static_cast<Group*>(group);
-    auto v = tensors(ts, n);
+    std::vector<at::Tensor> v{*tensor};
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.rootTensor = 0;

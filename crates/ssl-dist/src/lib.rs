@@ -273,7 +273,7 @@ impl ProcessGroup {
 
     fn run(&self, op: &'static str, f: impl FnOnce() -> *mut c_char) -> Result<()> {
         let _serial = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        check(f()).map_err(|message| Error::Collective { op, rank: self.rank, world: self.world, message })
+        check(f()).map_err(|message| self.collective_error(op, message))
     }
 
     fn collective_error(&self, op: &'static str, message: String) -> Error {
@@ -287,10 +287,10 @@ impl ProcessGroup {
         self.check_dense("all_reduce", tensors)?;
         for t in tensors.iter_mut() {
             self.on_host("all_reduce", t, |h| {
-                let mut ptr: *mut c_void = h.as_mut_ptr().cast();
+                let ptr: *mut c_void = h.as_mut_ptr().cast();
                 // SAFETY: the pointer is a live at::Tensor owned by the caller, borrowed
                 // mutably for the duration of the call.
-                self.run("all_reduce", || unsafe { ffi::ssl_dist_all_reduce(self.group, &mut ptr, 1, 0) })
+                self.run("all_reduce", || unsafe { ffi::ssl_dist_all_reduce_sum(self.group, ptr) })
             })?;
         }
         Ok(())
@@ -305,9 +305,9 @@ impl ProcessGroup {
         let root = root as i32;
         for t in tensors.iter_mut() {
             self.on_host("broadcast", t, |h| {
-                let mut ptr: *mut c_void = h.as_mut_ptr().cast();
+                let ptr: *mut c_void = h.as_mut_ptr().cast();
                 // SAFETY: as in `all_reduce_sum_`.
-                self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(self.group, &mut ptr, 1, root) })
+                self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(self.group, ptr, root) })
             })?;
         }
         Ok(())
@@ -433,9 +433,8 @@ mod ffi {
             out: *mut *mut c_void,
         ) -> *mut c_char;
         pub fn ssl_dist_group_free(group: *mut c_void);
-        pub fn ssl_dist_all_reduce(group: *mut c_void, ts: *mut *mut c_void, n: i32, op: i32) -> *mut c_char;
-        pub fn ssl_dist_broadcast(group: *mut c_void, ts: *mut *mut c_void, n: i32, root: i32)
-            -> *mut c_char;
+        pub fn ssl_dist_all_reduce_sum(group: *mut c_void, tensor: *mut c_void) -> *mut c_char;
+        pub fn ssl_dist_broadcast(group: *mut c_void, tensor: *mut c_void, root: i32) -> *mut c_char;
         pub fn ssl_dist_all_gather(
             group: *mut c_void,
             input: *mut c_void,
