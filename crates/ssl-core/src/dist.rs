@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tch::Tensor;
 
-use crate::error::Result;
+use crate::error::{Result, TorchResultExt};
 
 /// Collective operations over the processes of one training job. Every process must call the
 /// same operations in the same order with tensors of the same shapes (as in c10d); a process
@@ -188,12 +188,10 @@ pub fn backward_gathered() -> Result<()> {
     }
     if let Some(s) = surrogate {
         if s.requires_grad() {
-            s.f_backward().map_err(|e| crate::Error::Torch {
-                context: "back-propagating gathered embeddings (a loss must use the gathered tensor's \
-                          own rows, not the local tensor, or the local graph is freed twice)"
-                    .into(),
-                source: e,
-            })?;
+            s.f_backward().torch_context(
+                "back-propagating gathered embeddings (a loss must use the gathered tensor's own \
+                 rows, not the local tensor, or the local graph is freed twice)",
+            )?;
         }
     }
     Ok(())

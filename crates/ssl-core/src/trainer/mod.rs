@@ -30,7 +30,7 @@ use crate::data::Shard;
 use crate::data::{Batch, BatchBuilder, DataLoader, Dataset, LoaderPosition, Sampler};
 use crate::device::{autocast, device_name};
 use crate::dist::{self, Collective};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TorchResultExt};
 use crate::metrics::{JsonlSink, MetricsSink, StepRecord};
 use crate::objective::{Objective, StepContext};
 use crate::optim::{clip_grad_norm, Optimizer};
@@ -574,10 +574,8 @@ impl Window {
         values.extend(metrics.values().copied());
         let mut t = [tch::Tensor::from_slice(&values)];
         c.all_reduce_sum(&mut t)?;
-        let means: Vec<f64> = Vec::try_from(&t[0] / c.world_size() as f64).map_err(|e| Error::Torch {
-            context: "averaging the logged loss over processes".into(),
-            source: e,
-        })?;
+        let means: Vec<f64> = Vec::try_from(&t[0] / c.world_size() as f64)
+            .torch_context("averaging the logged loss over processes")?;
         self.loss_sum = means[0] * self.steps.max(1) as f64;
         for (v, m) in metrics.values_mut().zip(&means[1..]) {
             *v = *m;
