@@ -35,7 +35,13 @@ fn check(image: &Tensor, text: &Tensor) -> Result<i64> {
 /// `exp(logit_scale) · image · textᵀ`, `[N, N]`: row `i` scores image `i` against every text.
 pub fn logits(image: &Tensor, text: &Tensor, logit_scale: &Tensor) -> Result<Tensor> {
     check(image, text)?;
-    image.f_matmul(&text.tr()).and_then(|s| s.f_mul(&logit_scale.f_exp()?)).torch_context("CLIP logits")
+    scaled_similarities(image, text, logit_scale)
+}
+
+/// `exp(logit_scale) · rows · columnsᵀ`: every row scored against every column (the two may
+/// have different counts: this process's rows against all processes' columns).
+fn scaled_similarities(rows: &Tensor, columns: &Tensor, logit_scale: &Tensor) -> Result<Tensor> {
+    rows.f_matmul(&columns.tr()).and_then(|s| s.f_mul(&logit_scale.f_exp()?)).torch_context("CLIP logits")
 }
 
 /// CLIP's loss: the mean of the image-to-text and text-to-image cross-entropies over the `N`
@@ -48,13 +54,10 @@ pub fn clip_loss(image: &Tensor, text: &Tensor, logit_scale: &Tensor) -> Result<
     let n = check(image, text)?;
     let (all_text, offset) = ssl_core::dist::all_gather_with_grad(text)?;
     let (all_image, _) = ssl_core::dist::all_gather_with_grad(image)?;
-    let scale = logit_scale.f_exp().torch_context("CLIP logit scale")?;
     // This process's rows, taken from the gathered tensors (see `all_gather_with_grad`).
     let (image, text) = (all_image.narrow(0, offset, n), all_text.narrow(0, offset, n));
-    let per_image =
-        image.f_matmul(&all_text.tr()).and_then(|s| s.f_mul(&scale)).torch_context("CLIP logits")?;
-    let per_text =
-        text.f_matmul(&all_image.tr()).and_then(|s| s.f_mul(&scale)).torch_context("CLIP logits")?;
+    let per_image = scaled_similarities(&image, &all_text, logit_scale)?;
+    let per_text = scaled_similarities(&text, &all_image, logit_scale)?;
     let labels = Tensor::arange_start(offset, offset + n, (Kind::Int64, image.device()));
     let ce = |x: &Tensor| x.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
     let i2t = ce(&per_image).torch_context("CLIP image-to-text")?;
@@ -76,11 +79,8 @@ pub fn siglip_loss(
     // (the loss is then this process's rows of the global one, scaled so that the mean over
     // processes is the global loss).
     let (all_text, offset) = ssl_core::dist::all_gather_with_grad(text)?;
-    let scale = logit_scale.f_exp().torch_context("SigLIP logit scale")?;
-    let l = image
-        .f_matmul(&all_text.tr())
-        .and_then(|s| s.f_mul(&scale))
-        .and_then(|s| s.f_add(logit_bias))
+    let l = scaled_similarities(image, &all_text, logit_scale)?
+        .f_add(logit_bias)
         .torch_context("SigLIP logits")?;
     let device = image.device();
     let positives = Tensor::arange_start(offset, offset + n, (Kind::Int64, device)).unsqueeze(1);
