@@ -1,5 +1,6 @@
-// The C ABI ssl-dist's Rust code calls: a TCPStore, a Gloo process group over it, and the
-// collectives the trainer needs, on at::Tensor handles (what a tch::Tensor points at).
+// The C ABI ssl-dist's Rust code calls: a TCPStore, a Gloo process group over it (and, on
+// request, an NCCL one from libtorch_cuda), and the collectives the trainer needs, on
+// at::Tensor handles (what a tch::Tensor points at).
 // Every function returns NULL on success or a malloc'd message (freed by ssl_dist_free_string)
 // describing the C++ exception it caught; no exception crosses into Rust.
 #ifndef USE_C10D_GLOO
@@ -9,6 +10,8 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <dlfcn.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -23,8 +26,9 @@ struct Store {
   c10::intrusive_ptr<c10d::Store> store;
 };
 
+// Gloo or NCCL: every collective goes through Backend's virtual functions.
 struct Group {
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> pg;
   std::chrono::milliseconds timeout;
 };
 
@@ -63,6 +67,58 @@ std::vector<at::Tensor> tensors(at::Tensor** ts, int n) {
     v.push_back(*ts[i]);
   }
   return v;
+}
+
+// ProcessGroupNCCL lives in libtorch_cuda.so, which ssl-rs loads at run time (never links),
+// and its header pulls in the CUDA toolkit's and NCCL's headers, which a CPU build does not
+// have. So the shim constructs it through its two exported constructors, looked up by their
+// Itanium-mangled names in the running process, in memory it allocates itself; everything
+// after construction goes through Backend's vtable, as for Gloo. The reserved sizes are upper
+// bounds: torch 2.11.0's ProcessGroupNCCL is 1112 bytes (the sized delete in its deleting
+// destructor) and its Options is a few hundred. libtorch's deleting destructors free the
+// memory with the global operator delete, which pairs with the operator new used here.
+constexpr std::size_t kNcclGroupBytes = 16384;
+constexpr std::size_t kNcclOptionsBytes = 4096;
+constexpr const char* kNcclOptionsCtor = "_ZN4c10d16ProcessGroupNCCL7OptionsC1Eb";
+constexpr const char* kNcclGroupCtor =
+    "_ZN4c10d16ProcessGroupNCCLC1EN3c1013intrusive_ptrINS_5StoreENS1_6detail34intrusive_"
+    "target_default_null_typeIS3_EEEEiiNS2_INS0_7OptionsENS5_IS8_EEEE";
+
+// ProcessGroupNCCL::Options::Options(bool is_high_priority_stream)
+using NcclOptionsCtor = void (*)(void* self, bool high_priority);
+// ProcessGroupNCCL::ProcessGroupNCCL(intrusive_ptr<Store>, int rank, int size,
+// intrusive_ptr<Options>): Options derives from Backend::Options alone, so the pointer types
+// share one representation, and by-value intrusive_ptrs are passed the same way.
+using NcclGroupCtor = void (*)(
+    void* self,
+    c10::intrusive_ptr<c10d::Store> store,
+    int rank,
+    int size,
+    c10::intrusive_ptr<c10d::Backend::Options> options);
+
+void* symbol(const char* name) {
+  void* f = dlsym(RTLD_DEFAULT, name);
+  if (f == nullptr) {
+    throw std::runtime_error(
+        std::string("NCCL needs a CUDA build of libtorch loaded in the process (") + name +
+        " is not defined: is libtorch_cuda.so present?)");
+  }
+  return f;
+}
+
+// Runs `ctor` on fresh zeroed memory of `bytes` and hands the object to an intrusive_ptr (its
+// reference count starts at 0, as after `new`).
+template <typename T, typename Ctor>
+c10::intrusive_ptr<T> construct(std::size_t bytes, Ctor&& ctor) {
+  void* mem = ::operator new(bytes);
+  std::memset(mem, 0, bytes);
+  try {
+    ctor(mem);
+  } catch (...) {
+    ::operator delete(mem);
+    throw;
+  }
+  return c10::intrusive_ptr<T>::unsafe_steal_from_new(static_cast<T*>(mem));
 }
 
 } // namespace
@@ -123,6 +179,35 @@ char* ssl_dist_gloo_new(
     }
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(
         static_cast<Store*>(store)->store, rank, world, opts);
+    *out = new Group{pg, timeout};
+  });
+}
+
+// An error when libtorch_cuda's NCCL process group is not in the process, else NULL.
+char* ssl_dist_nccl_available() {
+  return guarded([&] {
+    symbol(kNcclOptionsCtor);
+    symbol(kNcclGroupCtor);
+  });
+}
+
+// An NCCL process group for CUDA tensors over the same store (under its own key prefix, as
+// torch gives each backend of a group). NCCL's communicator is created on the first
+// collective, on that tensor's GPU.
+char* ssl_dist_nccl_new(void* store, int rank, int world, int64_t timeout_ms, void** out) {
+  return guarded([&] {
+    auto options_ctor = reinterpret_cast<NcclOptionsCtor>(symbol(kNcclOptionsCtor));
+    auto group_ctor = reinterpret_cast<NcclGroupCtor>(symbol(kNcclGroupCtor));
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    auto opts = construct<c10d::Backend::Options>(
+        kNcclOptionsBytes, [&](void* mem) { options_ctor(mem, false); });
+    opts->timeout = timeout;
+    opts->group_name = "0";
+    opts->group_desc = "default_pg";
+    c10::intrusive_ptr<c10d::Store> prefixed =
+        c10::make_intrusive<c10d::PrefixStore>("nccl", static_cast<Store*>(store)->store);
+    auto pg = construct<c10d::Backend>(
+        kNcclGroupBytes, [&](void* mem) { group_ctor(mem, prefixed, rank, world, opts); });
     *out = new Group{pg, timeout};
   });
 }

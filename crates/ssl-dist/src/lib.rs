@@ -11,8 +11,11 @@
 //! variables, so `torchrun --no-python --nproc-per-node N ssl pretrain ...` works, and
 //! `ssl launch --nproc N -- pretrain ...` sets the same variables on one machine without Python.
 //!
-//! Collectives run through Gloo's TCP transport: tensors on a GPU are staged through host
-//! memory (NCCL, which libtorch_cuda has, is not wired up yet).
+//! Collectives run through Gloo's TCP transport; tensors on a GPU are staged through host
+//! memory. With `SSL_DIST_BACKEND=nccl`, tensors on a GPU go through libtorch_cuda's
+//! `ProcessGroupNCCL` instead (host tensors and barriers stay on Gloo, as torch's
+//! `cpu:gloo,cuda:nccl`). The NCCL path is opt-in because it has not yet run on GPU hardware
+//! in this project's CI; see the crate README.
 //!
 //! ```no_run
 //! use ssl_dist::{GroupConfig, ProcessGroup};
@@ -102,6 +105,30 @@ pub struct GroupConfig {
     pub interface: Option<String>,
     /// How long the rendezvous and every collective may take before failing.
     pub timeout: Duration,
+    /// Which backend carries tensors that live on a GPU (`SSL_DIST_BACKEND`).
+    pub cuda_backend: CudaBackend,
+}
+
+/// The backend for collectives on GPU tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CudaBackend {
+    /// Gloo over TCP, through a host copy of each tensor (works with any libtorch).
+    #[default]
+    Gloo,
+    /// libtorch_cuda's NCCL process group, on the tensors in place (needs a CUDA build of
+    /// libtorch and one GPU per process).
+    Nccl,
+}
+
+impl std::str::FromStr for CudaBackend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gloo" => Ok(Self::Gloo),
+            "nccl" => Ok(Self::Nccl),
+            other => Err(format!("unknown backend `{other}` (expected gloo or nccl)")),
+        }
+    }
 }
 
 /// torchrun's agent store: the launcher serves the TCPStore, and each restart attempt uses
@@ -119,8 +146,9 @@ impl GroupConfig {
     /// The job described by a launcher's environment, or `None` when this process was not
     /// started by one (`WORLD_SIZE` unset) or is alone (`WORLD_SIZE=1`). Reads `RANK`,
     /// `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`,
-    /// `TORCHELASTIC_USE_AGENT_STORE`, `TORCHELASTIC_RESTART_COUNT`, `GLOO_SOCKET_IFNAME` and
-    /// `SSL_DIST_TIMEOUT` (seconds). A missing or malformed variable is an error naming it.
+    /// `TORCHELASTIC_USE_AGENT_STORE`, `TORCHELASTIC_RESTART_COUNT`, `GLOO_SOCKET_IFNAME`,
+    /// `SSL_DIST_TIMEOUT` (seconds) and `SSL_DIST_BACKEND` (`gloo`, the default, or `nccl`:
+    /// the backend for GPU tensors). A missing or malformed variable is an error naming it.
     pub fn from_env() -> Result<Option<Self>> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -181,6 +209,10 @@ impl GroupConfig {
             agent_store,
             interface: get("GLOO_SOCKET_IFNAME").filter(|s| !s.is_empty()),
             timeout,
+            cuda_backend: get("SSL_DIST_BACKEND")
+                .map(|v| parse("SSL_DIST_BACKEND", &v))
+                .transpose()?
+                .unwrap_or_default(),
         }))
     }
 }
@@ -196,11 +228,13 @@ where
     value.trim().parse().map_err(|e| env_error(name, &format!("`{value}`: {e}")))
 }
 
-/// One process's membership in a Gloo process group (and the TCPStore it met the others
-/// through). Collectives are serialised per group; every process must issue the same ones in
-/// the same order.
+/// One process's membership in a Gloo process group, and optionally an NCCL one for GPU
+/// tensors (and the TCPStore it met the others through). Collectives are serialised per
+/// group; every process must issue the same ones in the same order.
 pub struct ProcessGroup {
     group: *mut c_void,
+    /// The NCCL group for GPU tensors, when `SSL_DIST_BACKEND=nccl`; null otherwise.
+    nccl: *mut c_void,
     store: *mut c_void,
     rank: usize,
     world: usize,
@@ -220,8 +254,10 @@ impl std::fmt::Debug for ProcessGroup {
 
 impl ProcessGroup {
     /// Meets the other processes (rank 0 serves the TCPStore unless a launcher's agent does)
-    /// and opens a Gloo process group, full mesh, over them. Fails with
-    /// [`Error::Rendezvous`] when they do not all arrive within `cfg.timeout`.
+    /// and opens a Gloo process group, full mesh, over them, plus an NCCL one when
+    /// `cfg.cuda_backend` asks for it. Fails with [`Error::Rendezvous`] when they do not all
+    /// arrive within `cfg.timeout`, or when NCCL is asked for and this libtorch has no CUDA
+    /// (checked before meeting anyone).
     pub fn connect(cfg: &GroupConfig) -> Result<Self> {
         let rendezvous = |message: String| Error::Rendezvous {
             addr: cfg.master_addr.clone(),
@@ -242,6 +278,15 @@ impl ProcessGroup {
         let is_server = cfg.agent_store.is_none() && cfg.rank == 0;
         let world = i32::try_from(cfg.world_size).map_err(|e| rendezvous(e.to_string()))?;
         let rank = i32::try_from(cfg.rank).map_err(|e| rendezvous(e.to_string()))?;
+        if cfg.cuda_backend == CudaBackend::Nccl {
+            let support = ssl_core::device::enable_cuda();
+            if matches!(support, ssl_core::device::CudaSupport::Absent(_)) {
+                return Err(rendezvous(format!("SSL_DIST_BACKEND=nccl needs CUDA: {}", support.describe())));
+            }
+            // SAFETY: takes no arguments; returns NULL or an owned message.
+            check(unsafe { ffi::ssl_dist_nccl_available() })
+                .map_err(|e| rendezvous(format!("SSL_DIST_BACKEND=nccl: {e}")))?;
+        }
         let mut store = std::ptr::null_mut();
         // SAFETY: the strings are NUL-terminated and outlive the call; `store` receives an
         // owned handle only on success.
@@ -268,7 +313,33 @@ impl ProcessGroup {
             unsafe { ffi::ssl_dist_store_free(store) };
             return Err(rendezvous(e));
         }
-        Ok(Self { group, store, rank: cfg.rank, world: cfg.world_size, calls: Mutex::new(()) })
+        let mut this = Self {
+            group,
+            nccl: std::ptr::null_mut(),
+            store,
+            rank: cfg.rank,
+            world: cfg.world_size,
+            calls: Mutex::new(()),
+        };
+        if cfg.cuda_backend == CudaBackend::Nccl {
+            let mut nccl = std::ptr::null_mut();
+            // SAFETY: `store` is live (owned by `this`, which frees it in `drop`); `nccl`
+            // receives an owned handle only on success.
+            check(unsafe { ffi::ssl_dist_nccl_new(store, rank, world, timeout_ms, &mut nccl) })
+                .map_err(|e| rendezvous(format!("opening the NCCL process group: {e}")))?;
+            this.nccl = nccl;
+        }
+        Ok(this)
+    }
+
+    /// Whether tensors on a GPU go through NCCL (else through Gloo and host memory).
+    pub fn uses_nccl(&self) -> bool {
+        !self.nccl.is_null()
+    }
+
+    /// The NCCL group when `t` lives on a GPU and NCCL is open.
+    fn nccl_for(&self, t: &Tensor) -> Option<*mut c_void> {
+        (t.device().is_cuda() && !self.nccl.is_null()).then_some(self.nccl)
     }
 
     fn run(&self, op: &'static str, f: impl FnOnce() -> *mut c_char) -> Result<()> {
@@ -286,11 +357,11 @@ impl ProcessGroup {
     pub fn all_reduce_sum_(&self, tensors: &mut [Tensor]) -> Result<()> {
         self.check_dense("all_reduce", tensors)?;
         for t in tensors.iter_mut() {
-            self.on_host("all_reduce", t, |h| {
+            self.on_device_or_host("all_reduce", t, |group, h| {
                 let ptr: *mut c_void = h.as_mut_ptr().cast();
                 // SAFETY: the pointer is a live at::Tensor owned by the caller, borrowed
                 // mutably for the duration of the call.
-                self.run("all_reduce", || unsafe { ffi::ssl_dist_all_reduce_sum(self.group, ptr) })
+                self.run("all_reduce", || unsafe { ffi::ssl_dist_all_reduce_sum(group, ptr) })
             })?;
         }
         Ok(())
@@ -304,10 +375,10 @@ impl ProcessGroup {
         self.check_dense("broadcast", tensors)?;
         let root = root as i32;
         for t in tensors.iter_mut() {
-            self.on_host("broadcast", t, |h| {
+            self.on_device_or_host("broadcast", t, |group, h| {
                 let ptr: *mut c_void = h.as_mut_ptr().cast();
                 // SAFETY: as in `all_reduce_sum_`.
-                self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(self.group, ptr, root) })
+                self.run("broadcast", || unsafe { ffi::ssl_dist_broadcast(group, ptr, root) })
             })?;
         }
         Ok(())
@@ -316,14 +387,17 @@ impl ProcessGroup {
     /// Every process's `tensor` (same shape and kind everywhere), in rank order.
     pub fn all_gather_(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
         let device = tensor.device();
-        let mut input = tensor.to_device(Device::Cpu).contiguous();
+        let (group, mut input) = match self.nccl_for(tensor) {
+            Some(nccl) => (nccl, tensor.contiguous()),
+            None => (self.group, tensor.to_device(Device::Cpu).contiguous()),
+        };
         let mut outputs: Vec<Tensor> = (0..self.world).map(|_| input.empty_like()).collect();
         let mut ptrs: Vec<*mut c_void> = outputs.iter_mut().map(|t| t.as_mut_ptr().cast()).collect();
         let input_ptr: *mut c_void = input.as_mut_ptr().cast();
         let world = self.world as i32;
         // SAFETY: the input and the `world` outputs are live at::Tensors owned here.
         self.run("all_gather", || unsafe {
-            ffi::ssl_dist_all_gather(self.group, input_ptr, ptrs.as_mut_ptr(), world)
+            ffi::ssl_dist_all_gather(group, input_ptr, ptrs.as_mut_ptr(), world)
         })?;
         Ok(outputs.into_iter().map(|t| t.to_device(device)).collect())
     }
@@ -334,19 +408,23 @@ impl ProcessGroup {
         self.run("barrier", || unsafe { ffi::ssl_dist_barrier(self.group) })
     }
 
-    /// Runs `f` on `t` if it is in host memory, else on a host copy written back afterwards:
-    /// collectives go through Gloo's TCP transport, which reads and writes host memory.
-    fn on_host(
+    /// Runs `f` with the group for `t`: NCCL on the GPU tensor itself when it is open, else
+    /// Gloo on `t` if it is in host memory, else on a host copy written back afterwards (Gloo's
+    /// TCP transport reads and writes host memory).
+    fn on_device_or_host(
         &self,
         op: &'static str,
         t: &mut Tensor,
-        f: impl FnOnce(&mut Tensor) -> Result<()>,
+        f: impl FnOnce(*mut c_void, &mut Tensor) -> Result<()>,
     ) -> Result<()> {
+        if let Some(nccl) = self.nccl_for(t) {
+            return f(nccl, t);
+        }
         if t.device() == Device::Cpu {
-            return f(t);
+            return f(self.group, t);
         }
         let mut host = t.to_device(Device::Cpu);
-        f(&mut host)?;
+        f(self.group, &mut host)?;
         // Outside autograd: the tensor may be a parameter (the broadcast of initial weights).
         tch::no_grad(|| t.f_copy_(&host)).map_err(|e| self.collective_error(op, format!("copying back: {e}")))
     }
@@ -388,9 +466,12 @@ fn core_error(e: Error) -> ssl_core::Error {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        // SAFETY: both handles are owned by `self` and freed once, the group first (it holds
-        // its own reference to the store).
+        // SAFETY: the handles are owned by `self` and freed once, the groups first (they hold
+        // their own references to the store).
         unsafe {
+            if !self.nccl.is_null() {
+                ffi::ssl_dist_group_free(self.nccl);
+            }
             ffi::ssl_dist_group_free(self.group);
             ffi::ssl_dist_store_free(self.store);
         }
@@ -429,6 +510,14 @@ mod ffi {
             rank: i32,
             world: i32,
             interface: *const c_char,
+            timeout_ms: i64,
+            out: *mut *mut c_void,
+        ) -> *mut c_char;
+        pub fn ssl_dist_nccl_available() -> *mut c_char;
+        pub fn ssl_dist_nccl_new(
+            store: *mut c_void,
+            rank: i32,
+            world: i32,
             timeout_ms: i64,
             out: *mut *mut c_void,
         ) -> *mut c_char;

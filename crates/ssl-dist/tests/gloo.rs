@@ -17,7 +17,7 @@ use ssl_core::rng::SslRng;
 use ssl_core::tch::{nn, nn::Module, Device, Kind, Tensor};
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::{LossOutput, Objective, StepContext};
-use ssl_dist::{GroupConfig, ProcessGroup};
+use ssl_dist::{CudaBackend, GroupConfig, ProcessGroup};
 
 const DIM: i64 = 6;
 const PER_RANK_BATCH: usize = 4;
@@ -354,21 +354,87 @@ fn launcher_variables_are_checked_by_name() {
     .unwrap()
     .unwrap();
     assert_eq!(agent.agent_store, Some(ssl_dist::AgentStore { restart_count: 3 }));
+    assert_eq!(agent.cuda_backend, CudaBackend::Gloo);
+    const JOB: [(&str, &str); 4] =
+        [("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1")];
+    let nccl = GroupConfig::from_lookup(get(&[JOB[0], JOB[1], JOB[2], JOB[3], ("SSL_DIST_BACKEND", "NCCL")]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(nccl.cuda_backend, CudaBackend::Nccl);
+    let e = GroupConfig::from_lookup(get(&[JOB[0], JOB[1], JOB[2], JOB[3], ("SSL_DIST_BACKEND", "mpi")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SSL_DIST_BACKEND") && e.contains("mpi"), "{e}");
 }
 
-#[test]
-fn an_unreachable_master_is_a_rendezvous_error() {
-    let cfg = GroupConfig {
-        rank: 1,
-        world_size: 2,
-        local_rank: 1,
-        local_world_size: 2,
+fn config(world_size: usize, timeout: Duration, cuda_backend: CudaBackend) -> GroupConfig {
+    GroupConfig {
+        rank: world_size - 1,
+        world_size,
+        local_rank: world_size - 1,
+        local_world_size: world_size,
         master_addr: "127.0.0.1".into(),
         master_port: free_port(),
         agent_store: None,
         interface: Some("lo".into()),
-        timeout: Duration::from_secs(2),
-    };
+        timeout,
+        cuda_backend,
+    }
+}
+
+#[test]
+fn an_unreachable_master_is_a_rendezvous_error() {
+    let cfg = config(2, Duration::from_secs(2), CudaBackend::Gloo);
     let e = ProcessGroup::connect(&cfg).unwrap_err().to_string();
     assert!(e.contains("rendezvous at 127.0.0.1") && e.contains("rank 1 of 2"), "{e}");
+}
+
+#[test]
+fn nccl_without_a_cuda_libtorch_fails_before_the_rendezvous() {
+    if !matches!(ssl_core::device::enable_cuda(), ssl_core::device::CudaSupport::Absent(_)) {
+        eprintln!(
+            "skipped: this libtorch has CUDA (nccl_group_of_one_runs_collectives_on_the_gpu covers it)"
+        );
+        return;
+    }
+    // No other rank and a long timeout: only the early check can make this return at once.
+    let cfg = config(2, Duration::from_secs(600), CudaBackend::Nccl);
+    let started = Instant::now();
+    let e = ProcessGroup::connect(&cfg).unwrap_err().to_string();
+    assert!(e.contains("SSL_DIST_BACKEND=nccl needs CUDA"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(60), "waited for the other rank first");
+}
+
+/// A one-process NCCL group on GPU 0: constructs libtorch_cuda's ProcessGroupNCCL through the
+/// shim and runs every collective on device tensors (NCCL refuses two ranks on one GPU, so a
+/// one-GPU machine can only run a group of one). With a CUDA build of libtorch but no GPU, the
+/// constructor is still reached and its exception must come back as an error.
+#[test]
+fn nccl_group_of_one_runs_collectives_on_the_gpu() {
+    if matches!(ssl_core::device::enable_cuda(), ssl_core::device::CudaSupport::Absent(_)) {
+        eprintln!("skipped: CPU-only libtorch");
+        return;
+    }
+    if ssl_core::device::cuda_device_count() == 0 {
+        let e = ProcessGroup::connect(&config(1, Duration::from_secs(60), CudaBackend::Nccl)).unwrap_err();
+        assert!(e.to_string().contains("ProcessGroupNCCL is only supported with GPUs"), "{e}");
+        return;
+    }
+    let group = ProcessGroup::connect(&config(1, Duration::from_secs(60), CudaBackend::Nccl)).unwrap();
+    assert!(group.uses_nccl());
+    let gpu = Device::Cuda(0);
+    let mut t = [Tensor::from_slice(&[1.0f32, 2.0, 3.0]).to_device(gpu)];
+    group.all_reduce_sum_(&mut t).unwrap();
+    group.broadcast_(&mut t, 0).unwrap();
+    assert_eq!(t[0].device(), gpu);
+    assert_eq!(Vec::<f32>::try_from(t[0].to_device(Device::Cpu)).unwrap(), [1.0, 2.0, 3.0]);
+    let gathered = group.all_gather_(&t[0]).unwrap();
+    assert_eq!(gathered.len(), 1);
+    assert_eq!(gathered[0].device(), gpu);
+    assert_eq!(Vec::<f32>::try_from(gathered[0].to_device(Device::Cpu)).unwrap(), [1.0, 2.0, 3.0]);
+    // Host tensors and the barrier still go through Gloo in the same group.
+    let mut h = [Tensor::from_slice(&[4.0f32])];
+    group.all_reduce_sum_(&mut h).unwrap();
+    group.barrier_().unwrap();
+    drop(group);
 }
