@@ -212,8 +212,15 @@ char* ssl_dist_nccl_new(void* store, int rank, int world, int64_t timeout_ms, vo
   });
 }
 
+// Shuts the backend down first (NCCL joins its watchdog threads and warns otherwise); a
+// failing shutdown is ignored, since nothing can be done about it at this point.
 void ssl_dist_group_free(void* group) {
-  delete static_cast<Group*>(group);
+  auto* g = static_cast<Group*>(group);
+  try {
+    g->pg->shutdown();
+  } catch (...) {
+  }
+  delete g;
 }
 
 // One tensor per call: c10d reads a list as one tensor per local device, not as a batch of
