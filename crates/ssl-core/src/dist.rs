@@ -37,6 +37,17 @@ pub trait Collective: Send + Sync {
 
     /// Every process's `tensor` (all of the same shape), in rank order.
     fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>>;
+    /// Every process's `tensor` concatenated along dim 0 in rank order, on the autograd graph:
+    /// its backward sums the gradient of each process's rows over the processes *during* the
+    /// backward pass (PyTorch's autograd-aware `all_gather_into_tensor`), so it can sit in
+    /// the middle of a network, as synchronised BatchNorm needs. Backends without it return
+    /// an error (the default).
+    fn all_gather_autograd(&self, tensor: &Tensor) -> Result<Tensor> {
+        let _ = tensor;
+        Err(crate::Error::Distributed {
+            message: "this collective backend has no autograd-aware all-gather".into(),
+        })
+    }
 
     /// Returns once every process has called it.
     fn barrier(&self) -> Result<()>;
@@ -72,6 +83,9 @@ impl Collective for SingleProcess {
     }
     fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
         Ok(vec![tensor.copy()])
+    }
+    fn all_gather_autograd(&self, tensor: &Tensor) -> Result<Tensor> {
+        Ok(tensor.shallow_clone())
     }
     fn barrier(&self) -> Result<()> {
         Ok(())

@@ -7,7 +7,10 @@
 #define USE_C10D_GLOO 1
 #endif
 
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -30,6 +33,12 @@ struct Store {
 struct Group {
   c10::intrusive_ptr<c10d::Backend> pg;
   std::chrono::milliseconds timeout;
+};
+
+// A c10d::ProcessGroup registered by name for the functional collectives.
+struct Registered {
+  std::string name;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
 };
 
 char* message(const std::string& s) {
@@ -266,6 +275,71 @@ char* ssl_dist_barrier(void* group) {
     c10d::BarrierOptions opts;
     opts.timeout = g->timeout;
     wait(g->pg->barrier(opts), g->timeout);
+  });
+}
+
+// Registers the Gloo group (and the NCCL one, if any) under `name` as a c10d::ProcessGroup, so
+// that PyTorch's functional collectives, whose autograd formulas run collectives inside the
+// backward pass, can find it. Host tensors go to Gloo; GPU tensors to NCCL when given, else
+// to Gloo. The registry holds a weak reference: *out receives the owning handle, freed with
+// ssl_dist_unregister.
+char* ssl_dist_register(
+    void* store,
+    void* gloo,
+    void* nccl,
+    int rank,
+    int world,
+    const char* name,
+    void** out) {
+  return guarded([&] {
+    auto pg = c10::make_intrusive<c10d::ProcessGroup>(static_cast<Store*>(store)->store, rank, world);
+    auto cpu = static_cast<Group*>(gloo)->pg;
+    pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, cpu);
+    if (nccl != nullptr) {
+      pg->setBackend(
+          c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, static_cast<Group*>(nccl)->pg);
+    } else {
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, cpu);
+    }
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    c10d::register_process_group(std::string(name), pg);
+    *out = new Registered{std::string(name), pg};
+  });
+}
+
+void ssl_dist_unregister(void* registered) {
+  auto* r = static_cast<Registered*>(registered);
+  try {
+    c10d::unregister_process_group(r->name);
+  } catch (...) {
+  }
+  delete r;
+}
+
+// `_c10d_functional_autograd::all_gather_into_tensor`: the inputs of all ranks concatenated
+// along dim 0, in rank order, as a tensor on the autograd graph whose backward is a
+// reduce-scatter (sum) over the ranks, run inside the backward pass. *out receives a new
+// at::Tensor owned by the caller.
+char* ssl_dist_all_gather_autograd(const char* name, int world, at::Tensor* input, at::Tensor** out) {
+  return guarded([&] {
+    static const auto gather = c10::Dispatcher::singleton().findSchemaOrThrow(
+        "_c10d_functional_autograd::all_gather_into_tensor", "");
+    static const auto wait = c10::Dispatcher::singleton().findSchemaOrThrow("_c10d_functional::wait_tensor", "");
+    torch::jit::Stack stack;
+    stack.emplace_back(input->contiguous());
+    stack.emplace_back(static_cast<int64_t>(world));
+    stack.emplace_back(std::string(name));
+    gather.callBoxed(&stack);
+    at::Tensor result = stack.at(0).toTensor();
+    {
+      // The functional collective is asynchronous: wait for it below autograd (wait_tensor has
+      // no derivative; it returns its input, which keeps its place on the graph).
+      at::AutoDispatchBelowADInplaceOrView below;
+      torch::jit::Stack w;
+      w.emplace_back(result);
+      wait.callBoxed(&w);
+    }
+    *out = new at::Tensor(result);
   });
 }
 

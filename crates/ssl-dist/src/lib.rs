@@ -236,6 +236,10 @@ pub struct ProcessGroup {
     /// The NCCL group for GPU tensors, when `SSL_DIST_BACKEND=nccl`; null otherwise.
     nccl: *mut c_void,
     store: *mut c_void,
+    /// The name the groups are registered under for PyTorch's functional collectives.
+    name: CString,
+    /// The registered c10d::ProcessGroup (the registry only holds a weak reference).
+    registered: *mut c_void,
     rank: usize,
     world: usize,
     calls: Mutex<()>,
@@ -313,10 +317,16 @@ impl ProcessGroup {
             unsafe { ffi::ssl_dist_store_free(store) };
             return Err(rendezvous(e));
         }
+        // Unique per process: tests and tools may open several groups one after another.
+        static GROUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = GROUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = CString::new(format!("ssl_dist_{n}")).map_err(|e| rendezvous(e.to_string()))?;
         let mut this = Self {
             group,
             nccl: std::ptr::null_mut(),
             store,
+            name,
+            registered: std::ptr::null_mut(),
             rank: cfg.rank,
             world: cfg.world_size,
             calls: Mutex::new(()),
@@ -329,6 +339,15 @@ impl ProcessGroup {
                 .map_err(|e| rendezvous(format!("opening the NCCL process group: {e}")))?;
             this.nccl = nccl;
         }
+        let mut registered = std::ptr::null_mut();
+        // SAFETY: the store and group handles are live (owned by `this`); the name is
+        // NUL-terminated and outlives the call; `registered` receives an owned handle only on
+        // success.
+        check(unsafe {
+            ffi::ssl_dist_register(store, group, this.nccl, rank, world, this.name.as_ptr(), &mut registered)
+        })
+        .map_err(|e| rendezvous(format!("registering the process group: {e}")))?;
+        this.registered = registered;
         Ok(this)
     }
 
@@ -402,6 +421,31 @@ impl ProcessGroup {
         Ok(outputs.into_iter().map(|t| t.to_device(device)).collect())
     }
 
+    /// Every process's `tensor` (same shape and kind everywhere) concatenated along dim 0 in
+    /// rank order, on the autograd graph: PyTorch's `all_gather_into_tensor` functional
+    /// collective, whose backward reduce-scatters (sums) the gradient over the processes
+    /// during the backward pass, so each process's input receives the gradient of every
+    /// process's loss. Every process must then run the same backward passes. A GPU tensor
+    /// without NCCL goes through a host copy (differentiably).
+    pub fn all_gather_autograd_(&self, tensor: &Tensor) -> Result<Tensor> {
+        let device = tensor.device();
+        let staged = device.is_cuda() && self.nccl.is_null();
+        let input = if staged { tensor.to_device(Device::Cpu) } else { tensor.shallow_clone() };
+        let world = self.world as i32;
+        let mut out: *mut c_void = std::ptr::null_mut();
+        let input_ptr: *const c_void = input.as_ptr().cast();
+        // SAFETY: the name is NUL-terminated and lives in `self`; the input is a live
+        // at::Tensor borrowed for the call; `out` receives a new heap at::Tensor only on
+        // success, which `Tensor::from_ptr` takes ownership of below.
+        self.run("all_gather", || unsafe {
+            ffi::ssl_dist_all_gather_autograd(self.name.as_ptr(), world, input_ptr, &mut out)
+        })?;
+        // SAFETY: `out` is a fresh at::Tensor allocated with `new` by the shim, as tch's own
+        // tensors are; ownership passes to the returned Tensor.
+        let gathered = unsafe { Tensor::from_ptr(out.cast()) };
+        Ok(if staged { gathered.to_device(device) } else { gathered })
+    }
+
     /// Returns once every process has reached it.
     pub fn barrier_(&self) -> Result<()> {
         // SAFETY: the group handle is live for `self`'s lifetime.
@@ -455,6 +499,9 @@ impl Collective for ProcessGroup {
     fn all_gather(&self, tensor: &Tensor) -> ssl_core::Result<Vec<Tensor>> {
         self.all_gather_(tensor).map_err(core_error)
     }
+    fn all_gather_autograd(&self, tensor: &Tensor) -> ssl_core::Result<Tensor> {
+        self.all_gather_autograd_(tensor).map_err(core_error)
+    }
     fn barrier(&self) -> ssl_core::Result<()> {
         self.barrier_().map_err(core_error)
     }
@@ -469,6 +516,9 @@ impl Drop for ProcessGroup {
         // SAFETY: the handles are owned by `self` and freed once, the groups first (they hold
         // their own references to the store).
         unsafe {
+            if !self.registered.is_null() {
+                ffi::ssl_dist_unregister(self.registered);
+            }
             if !self.nccl.is_null() {
                 ffi::ssl_dist_group_free(self.nccl);
             }
@@ -522,6 +572,22 @@ mod ffi {
             out: *mut *mut c_void,
         ) -> *mut c_char;
         pub fn ssl_dist_group_free(group: *mut c_void);
+        pub fn ssl_dist_register(
+            store: *mut c_void,
+            gloo: *mut c_void,
+            nccl: *mut c_void,
+            rank: i32,
+            world: i32,
+            name: *const c_char,
+            out: *mut *mut c_void,
+        ) -> *mut c_char;
+        pub fn ssl_dist_unregister(registered: *mut c_void);
+        pub fn ssl_dist_all_gather_autograd(
+            name: *const c_char,
+            world: i32,
+            input: *const c_void,
+            out: *mut *mut c_void,
+        ) -> *mut c_char;
         pub fn ssl_dist_all_reduce_sum(group: *mut c_void, tensor: *mut c_void) -> *mut c_char;
         pub fn ssl_dist_broadcast(group: *mut c_void, tensor: *mut c_void, root: i32) -> *mut c_char;
         pub fn ssl_dist_all_gather(

@@ -214,6 +214,17 @@ fn rank_main() {
             let refs: Vec<(&str, &Tensor)> = grads.iter().map(|(n, t)| (n.as_str(), t)).collect();
             Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
         }
+        "autograd_gather" => {
+            // x_r of rank r, gathered mid-graph; loss_r = sum(W_r ⊙ tanh(gathered)). The
+            // gradient of x_r must be tanh'(x_r) ⊙ the sum over ranks of W_r' at r's rows.
+            let x = Tensor::from_slice(&[0.1f32 * (rank as f32 + 1.0); 6]).view([3, 2]).set_requires_grad(true);
+            let gathered = group.all_gather_autograd_(&(&x * 2.0)).unwrap();
+            assert_eq!(gathered.size(), [6, 2]);
+            let w = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([6, 2]) * (rank as f64 + 1.0);
+            (gathered.tanh() * w).sum(Kind::Float).backward();
+            let refs = [("gathered", &gathered.detach()), ("grad", &x.grad())];
+            Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
+        }
         "die" => {
             if rank == 1 {
                 std::process::exit(0);
@@ -236,6 +247,26 @@ fn collectives_agree_across_two_processes() {
     for rank in 0..2 {
         let line = std::fs::read_to_string(dir.path().join(format!("rank{rank}.txt"))).unwrap();
         assert_eq!(line, "[3.0, 20.0] [1.0, 1.0, 1.0] [0, 100]", "rank {rank}");
+    }
+}
+
+#[test]
+fn the_autograd_all_gather_sums_gradients_over_processes_in_the_backward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&wait_all(spawn_ranks("autograd_gather", 2, dir.path(), &[])));
+    // One process: both ranks' inputs, both ranks' losses.
+    let xs: Vec<Tensor> = (0..2)
+        .map(|r| Tensor::from_slice(&[0.1f32 * (r as f32 + 1.0); 6]).view([3, 2]).set_requires_grad(true))
+        .collect();
+    let all = Tensor::cat(&[&xs[0] * 2.0, &xs[1] * 2.0], 0);
+    let w = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([6, 2]);
+    (all.tanh() * (&w * 1.0 + &w * 2.0)).sum(Kind::Float).backward();
+    for (rank, x) in xs.iter().enumerate() {
+        let got = Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
+        let get = |name: &str| got.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
+        assert!(get("gathered").allclose(&all.detach(), 1e-6, 1e-6, false), "rank {rank} gathered");
+        let diff = (get("grad") - x.grad()).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "rank {rank}: gradient differs by {diff}");
     }
 }
 
