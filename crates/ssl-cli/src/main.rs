@@ -106,6 +106,10 @@ pub struct PretrainArgs {
     /// Bit-reproducible CPU run (fixed thread counts).
     #[arg(long)]
     pub deterministic: bool,
+    /// In a multi-process job, normalise BatchNorm with the global batch's statistics
+    /// (`train.sync_batchnorm`: SimCLR's global BN, PyTorch's SyncBatchNorm).
+    #[arg(long)]
+    pub sync_batchnorm: bool,
     /// Also write the step records as TensorBoard scalars to RUN/tensorboard/
     /// (`tensorboard --logdir RUN/tensorboard`).
     #[arg(long)]

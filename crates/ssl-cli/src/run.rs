@@ -583,7 +583,7 @@ pub fn resolve_device(
 }
 
 /// Applies the flags every method shares to its trainer config: `--lr`, `--device`,
-/// `--deterministic`, `--steps` (warm-up capped at the step count).
+/// `--deterministic`, `--sync-batchnorm`, `--steps` (warm-up capped at the step count).
 pub fn apply_train_flags(args: &PretrainArgs, train: &mut ssl_core::trainer::TrainConfig) -> Result<()> {
     if let Some(lr) = args.lr {
         train.optimizer.lr = lr;
@@ -592,6 +592,7 @@ pub fn apply_train_flags(args: &PretrainArgs, train: &mut ssl_core::trainer::Tra
         train.device = d.parse()?;
     }
     train.deterministic |= args.deterministic;
+    train.sync_batchnorm |= args.sync_batchnorm;
     if let Some(steps) = args.steps {
         train.steps = steps;
     }

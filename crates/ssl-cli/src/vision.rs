@@ -206,6 +206,7 @@ fn default_config<M: VisionMethod>(embedded: bool) -> RunConfig<M> {
         log_every: 10,
         checkpoint_every: 100,
         keep_last: 2,
+        sync_batchnorm: M::SYNC_BATCHNORM,
         ..Default::default()
     };
     train.optimizer = method_optimizer::<M>(embedded, data.batch_size);

@@ -11,8 +11,13 @@
 //! on their embeddings; the trainer completes the backward pass of what they gathered
 //! ([`backward_gathered`]) before it averages parameter gradients. Without a collective (one
 //! process) the function hands the local tensor back, so objectives need no special case.
+//!
+//! BatchNorm layers normalise with the global batch's statistics while [`sync_batch_norm`] is
+//! on (the trainer's `sync_batchnorm`): see [`crate::blocks::norm`]. Their statistics sit in
+//! the middle of the network, so they gather through [`Collective::all_gather_autograd`],
+//! whose backward runs inside the backward pass.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use tch::Tensor;
@@ -96,6 +101,43 @@ thread_local! {
     static ACTIVE: RefCell<Option<Arc<dyn Collective>>> = const { RefCell::new(None) };
     /// (this process's rows, the gathered leaf they were copied into) per gather of the step.
     static PENDING: RefCell<Vec<(Tensor, Tensor)>> = const { RefCell::new(Vec::new()) };
+    /// Whether BatchNorm layers in training synchronise their statistics over the processes.
+    static SYNC_BN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes BatchNorm layers in training mode on this thread normalise with the statistics of
+/// the global batch (all processes) instead of this process's, until the guard is dropped:
+/// SimCLR's global BatchNorm, PyTorch's `SyncBatchNorm`. It takes effect only while a
+/// collective of more than one process is [`active`]; the trainer sets it from
+/// [`TrainConfig::sync_batchnorm`](crate::trainer::TrainConfig::sync_batchnorm).
+///
+/// ```
+/// use ssl_core::dist::{sync_batch_norm, sync_batch_norm_group};
+/// let _on = sync_batch_norm(true);
+/// assert!(sync_batch_norm_group().is_none()); // no multi-process collective is active
+/// ```
+pub fn sync_batch_norm(on: bool) -> SyncBatchNormGuard {
+    SyncBatchNormGuard { previous: SYNC_BN.with(|s| s.replace(on)) }
+}
+
+/// Restores the previous BatchNorm synchronisation when dropped (see [`sync_batch_norm`]).
+pub struct SyncBatchNormGuard {
+    previous: bool,
+}
+
+impl Drop for SyncBatchNormGuard {
+    fn drop(&mut self) {
+        SYNC_BN.with(|s| s.set(self.previous));
+    }
+}
+
+/// The collective BatchNorm layers synchronise over: the [`active`] one when
+/// [`sync_batch_norm`] is on and it has more than one process.
+pub fn sync_batch_norm_group() -> Option<Arc<dyn Collective>> {
+    if !SYNC_BN.with(Cell::get) {
+        return None;
+    }
+    active().filter(|c| c.world_size() > 1)
 }
 
 /// The collective the trainer set on this thread for the duration of a `fit`, if any.

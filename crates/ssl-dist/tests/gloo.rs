@@ -9,12 +9,13 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ssl_core::blocks::{MlpHead, MlpHeadConfig};
 use ssl_core::data::{BatchBuilder, DataLoader, InMemoryDataset, LoaderConfig, RandomSampler};
 use ssl_core::dist::Collective;
 use ssl_core::encoder::Encoder;
 use ssl_core::optim::{OptimizerConfig, OptimizerKind};
 use ssl_core::rng::SslRng;
-use ssl_core::tch::{nn, nn::Module, Device, Kind, Tensor};
+use ssl_core::tch::{nn, Device, Kind, Tensor};
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::{LossOutput, Objective, StepContext};
 use ssl_dist::{CudaBackend, GroupConfig, ProcessGroup};
@@ -70,30 +71,50 @@ fn assert_ok(outputs: &[Output]) {
     }
 }
 
-/// A two-layer MLP without BatchNorm; `contrastive` picks an InfoNCE loss over the batch
-/// (negatives gathered from every process) instead of a regression loss.
+/// What the toy model trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A two-layer MLP without BatchNorm, regression loss.
+    Plain,
+    /// The same MLP with an InfoNCE loss over the batch (negatives gathered from every process).
+    Contrastive,
+    /// A three-layer MLP with BatchNorm after both hidden layers, regression loss, BatchNorm
+    /// synchronised across processes.
+    SyncBatchNorm,
+    /// As `SyncBatchNorm`, without the synchronisation.
+    LocalBatchNorm,
+}
+
 struct Toy {
     vs: nn::VarStore,
-    net: nn::Sequential,
-    contrastive: bool,
+    net: Box<dyn nn::ModuleT>,
+    mode: Mode,
 }
 
 impl Toy {
-    fn new(contrastive: bool) -> Self {
+    fn new(mode: Mode) -> Self {
         ssl_core::tch::manual_seed(7);
         let vs = nn::VarStore::new(Device::Cpu);
         let p = vs.root();
-        let net = nn::seq()
-            .add(nn::linear(&p / "a", DIM, 16, Default::default()))
-            .add_fn(|x| x.tanh())
-            .add(nn::linear(&p / "b", 16, DIM, Default::default()));
-        Self { vs, net, contrastive }
+        let net: Box<dyn nn::ModuleT> = match mode {
+            Mode::Plain | Mode::Contrastive => Box::new(
+                nn::seq()
+                    .add(nn::linear(&p / "a", DIM, 16, Default::default()))
+                    .add_fn(|x| x.tanh())
+                    .add(nn::linear(&p / "b", 16, DIM, Default::default())),
+            ),
+            Mode::SyncBatchNorm | Mode::LocalBatchNorm => {
+                let cfg = MlpHeadConfig { hidden_dim: 16, layers: 3, ..MlpHeadConfig::simclr(DIM, DIM) };
+                Box::new(MlpHead::new(&p / "head", &cfg).expect("head"))
+            }
+        };
+        Self { vs, net, mode }
     }
 }
 
 impl Encoder for Toy {
-    fn encode(&self, x: &Tensor, _train: bool) -> Tensor {
-        self.net.forward(x)
+    fn encode(&self, x: &Tensor, train: bool) -> Tensor {
+        self.net.forward_t(x, train)
     }
     fn output_dim(&self) -> i64 {
         DIM
@@ -109,13 +130,13 @@ impl Objective for Toy {
         &self.vs
     }
     fn forward(&mut self, x: &Tensor, _: &StepContext) -> ssl_core::Result<LossOutput> {
-        let z = self.net.forward(x);
-        if !self.contrastive {
+        let z = self.net.forward_t(x, true);
+        if self.mode != Mode::Contrastive {
             let target = x.flip([1]);
             return Ok(LossOutput::new(z.mse_loss(&target, ssl_core::tch::Reduction::Mean)));
         }
         // Anchors: this process's rows; keys: the inputs' embeddings from every process.
-        let keys = self.net.forward(&(x * 0.9));
+        let keys = self.net.forward_t(&(x * 0.9), true);
         let (all, offset) = ssl_core::dist::all_gather_with_grad(&keys)?;
         let logits = z.matmul(&all.tr()) / 0.5;
         let n = z.size()[0];
@@ -140,13 +161,13 @@ impl BatchBuilder<Vec<f32>> for Rows {
     }
 }
 
-fn train(contrastive: bool, batch_size: usize, collective: Option<std::sync::Arc<dyn Collective>>) -> Toy {
+fn train(mode: Mode, batch_size: usize, collective: Option<std::sync::Arc<dyn Collective>>) -> Toy {
     let rows: Vec<Vec<f32>> =
         (0..64).map(|i| (0..DIM).map(|j| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0).collect()).collect();
     let ds = InMemoryDataset::new("rows", rows).expect("dataset");
     let cfg = LoaderConfig { batch_size, drop_last: true, prefetch: 0, seed: 1 };
     let loader = DataLoader::new(ds, Rows, RandomSampler::new(3), cfg).expect("loader");
-    let mut model = Toy::new(contrastive);
+    let mut model = Toy::new(mode);
     let train = TrainConfig {
         steps: STEPS,
         progress: false,
@@ -157,6 +178,7 @@ fn train(contrastive: bool, batch_size: usize, collective: Option<std::sync::Arc
             weight_decay: 0.0,
             ..Default::default()
         },
+        sync_batchnorm: mode == Mode::SyncBatchNorm,
         ..Default::default()
     };
     Trainer::new(train).collective(collective).fit(&mut model, &loader).expect("training");
@@ -193,9 +215,9 @@ fn rank_main() {
             );
             std::fs::write(out.join(format!("rank{rank}.txt")), line).unwrap();
         }
-        "train" | "train_contrastive" => {
+        "train" | "train_contrastive" | "train_sync_bn" | "train_local_bn" => {
             let group: std::sync::Arc<dyn Collective> = std::sync::Arc::new(group);
-            let model = train(role == "train_contrastive", PER_RANK_BATCH, Some(group));
+            let model = train(mode_of(&role), PER_RANK_BATCH, Some(group));
             let named = weights(&model);
             let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
             Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
@@ -217,7 +239,8 @@ fn rank_main() {
         "autograd_gather" => {
             // x_r of rank r, gathered mid-graph; loss_r = sum(W_r ⊙ tanh(gathered)). The
             // gradient of x_r must be tanh'(x_r) ⊙ the sum over ranks of W_r' at r's rows.
-            let x = Tensor::from_slice(&[0.1f32 * (rank as f32 + 1.0); 6]).view([3, 2]).set_requires_grad(true);
+            let x =
+                Tensor::from_slice(&[0.1f32 * (rank as f32 + 1.0); 6]).view([3, 2]).set_requires_grad(true);
             let gathered = group.all_gather_autograd_(&(&x * 2.0)).unwrap();
             assert_eq!(gathered.size(), [6, 2]);
             let w = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([6, 2]) * (rank as f64 + 1.0);
@@ -270,12 +293,57 @@ fn the_autograd_all_gather_sums_gradients_over_processes_in_the_backward_pass() 
     }
 }
 
+fn mode_of(role: &str) -> Mode {
+    match role {
+        "train" => Mode::Plain,
+        "train_contrastive" => Mode::Contrastive,
+        "train_sync_bn" => Mode::SyncBatchNorm,
+        "train_local_bn" => Mode::LocalBatchNorm,
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// The largest difference between any variable (running statistics included) of the two
+/// ranks of a `role` run and a one-process run with the double batch.
+fn max_difference_to_single_process(role: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&wait_all(spawn_ranks(role, 2, dir.path(), &[])));
+    let mode = mode_of(role);
+    let single = weights(&train(
+        if mode == Mode::LocalBatchNorm { Mode::SyncBatchNorm } else { mode },
+        2 * PER_RANK_BATCH,
+        None,
+    ));
+    let mut worst = 0.0f64;
+    for rank in 0..2 {
+        let loaded = Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
+        assert_eq!(loaded.len(), single.len());
+        for (name, expected) in &single {
+            let got = &loaded.iter().find(|(n, _)| n == name).expect(name).1;
+            worst = worst.max((got - expected).abs().max().double_value(&[]));
+        }
+    }
+    worst
+}
+
+#[test]
+fn synchronised_batchnorm_trains_like_one_process_with_the_double_batch() {
+    let synced = max_difference_to_single_process("train_sync_bn");
+    assert!(synced < 1e-5, "max |2 procs - 1 proc| = {synced} with synchronised BatchNorm");
+    // Per-process statistics make a visibly different model: the equality above is the
+    // synchronisation's doing.
+    let local = max_difference_to_single_process("train_local_bn");
+    assert!(local > 1e-3, "per-process BatchNorm differs by only {local}");
+    eprintln!("max |2 procs - 1 proc|: {synced:.2e} synchronised, {local:.2e} per process");
+}
+
 fn compare_with_single_process(contrastive: bool) {
     let dir = tempfile::tempdir().unwrap();
+    let mode = if contrastive { Mode::Contrastive } else { Mode::Plain };
     let role = if contrastive { "train_contrastive" } else { "train" };
     assert_ok(&wait_all(spawn_ranks(role, 2, dir.path(), &[])));
-    let single = weights(&train(contrastive, 2 * PER_RANK_BATCH, None));
-    let initial = weights(&Toy::new(contrastive));
+    let single = weights(&train(mode, 2 * PER_RANK_BATCH, None));
+    let initial = weights(&Toy::new(mode));
     for rank in 0..2 {
         let loaded = Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
         assert_eq!(loaded.len(), single.len());

@@ -98,6 +98,10 @@ pub trait VisionMethod: Objective<Batch = Vec<Tensor>> + Sized {
     /// Whether evaluation fine-tunes the whole encoder too (besides the frozen-feature
     /// probes), as MAE's protocol does.
     const FINETUNE: bool = false;
+    /// Whether the paper's recipe normalises BatchNorm over the global batch when training on
+    /// several processes (SimCLR's global BN, BYOL's cross-replica BN, MoCo v3's SyncBN): the
+    /// default of `train.sync_batchnorm`. MoCo v2 shuffles BatchNorm instead.
+    const SYNC_BATCHNORM: bool = false;
     /// The method's fine-tuning recipe: [`FinetuneConfig::default`] unless the paper has one.
     fn finetune_recipe() -> FinetuneConfig {
         FinetuneConfig::default()
@@ -126,6 +130,7 @@ impl VisionMethod for Simclr {
     const NAME: &'static str = "simclr";
     const ABOUT: &'static str =
         "SimCLR (Chen et al. 2020): NT-Xent over two augmented views, ResNet backbone";
+    const SYNC_BATCHNORM: bool = true;
 
     fn default_config() -> SimclrConfig {
         SimclrConfig::small_images()
@@ -191,6 +196,7 @@ impl VisionMethod for MocoV3 {
     const NAME: &'static str = "moco-v3";
     const ABOUT: &'static str =
         "MoCo v3 (Chen et al. 2021): predictor, symmetric in-batch InfoNCE, cosine momentum, ResNet backbone";
+    const SYNC_BATCHNORM: bool = true;
 
     fn default_config() -> MocoV3Config {
         MocoV3Config::default()
@@ -218,6 +224,7 @@ impl VisionMethod for Byol {
     const NAME: &'static str = "byol";
     const ABOUT: &'static str =
         "BYOL (Grill et al. 2020): online predictor against an EMA target, no negatives, ResNet backbone";
+    const SYNC_BATCHNORM: bool = true;
 
     fn default_config() -> ByolConfig {
         ByolConfig::default()

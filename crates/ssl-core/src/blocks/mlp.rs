@@ -278,15 +278,15 @@ impl Layer {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
         let mut h = x.f_linear(&self.linear.ws, self.linear.bs.as_ref())?;
         if let Some(bn) = &self.bn {
-            h = h.f_batch_norm(
+            h = super::norm::batch_norm(
+                &h,
                 bn.ws.as_ref(),
                 bn.bs.as_ref(),
-                Some(&bn.running_mean),
-                Some(&bn.running_var),
+                &bn.running_mean,
+                &bn.running_var,
                 train,
                 BN_MOMENTUM,
                 BN_EPS,
-                true,
             )?;
         }
         match self.act {

@@ -8,6 +8,7 @@
 //!   encoders, data2vec) on top of libtorch's fused `scaled_dot_product_attention`;
 //! - [`mlp`]: projection and prediction heads with presets for SimCLR, BYOL and MoCo v2/v3;
 //! - [`posembed`]: fixed sine-cosine position embeddings, 1-D and MAE's 2-D layout;
+//! - [`norm`]: BatchNorm whose statistics can span every process of a data-parallel job;
 //! - [`ema`]: exponential moving averages of a parameter set, buffers included (BYOL, MoCo and
 //!   DINO targets), and the cosine momentum schedule.
 //!
@@ -33,6 +34,7 @@
 pub mod ema;
 pub mod init;
 pub mod mlp;
+pub mod norm;
 pub mod posembed;
 pub mod transformer;
 

@@ -48,6 +48,11 @@ pub struct TrainConfig {
     pub progress: bool,
     /// The training device.
     pub device: DeviceSpec,
+    /// In a data-parallel job, normalise BatchNorm layers with the statistics of the global
+    /// batch instead of each process's (SimCLR's global BN, PyTorch's `SyncBatchNorm`); costs
+    /// one small all-gather per BatchNorm layer in the forward pass and one reduce-scatter in
+    /// the backward. No effect in one process.
+    pub sync_batchnorm: bool,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +72,7 @@ impl Default for TrainConfig {
             keep_last: 2,
             progress: true,
             device: DeviceSpec::Auto,
+            sync_batchnorm: false,
         }
     }
 }

@@ -354,6 +354,7 @@ impl Trainer {
         let bar = if main { progress_bar(&cfg, start_step, end) } else { ProgressBar::hidden() };
         let mut batches = loader.iter_sharded(position, shard)?;
         let _active = collective.clone().map(dist::activate);
+        let _sync_bn = dist::sync_batch_norm(cfg.sync_batchnorm);
         let started = Instant::now();
         let mut window = Window::new();
         let mut total_samples = 0usize;

@@ -97,15 +97,15 @@ impl BatchNorm {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
-        x.f_batch_norm(
+        ssl_core::blocks::norm::batch_norm(
+            x,
             Some(&self.ws),
             Some(&self.bs),
-            Some(&self.running_mean),
-            Some(&self.running_var),
+            &self.running_mean,
+            &self.running_var,
             train,
             BN_MOMENTUM,
             BN_EPS,
-            true,
         )
     }
 }
