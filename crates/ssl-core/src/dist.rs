@@ -253,6 +253,77 @@ pub fn backward_gathered() -> Result<()> {
     Ok(())
 }
 
+/// MoCo's "shuffling BN" (He et al. 2020, §3.3): runs `f` (a key encoder in training mode)
+/// on `splits` chunks of a random permutation of the *global* batch and returns `f`'s output
+/// for this process's rows of `x`, in `x`'s order. Each chunk's BatchNorm then normalises with
+/// the statistics of a random subset of the samples, so a key never shares batch statistics
+/// with its query.
+///
+/// With an [`active`] collective of `W > 1` processes, `x` is all-gathered, one permutation
+/// (rank 0's, broadcast) orders the global batch, each process runs `f` on its slice of it in
+/// `max(1, splits / W)` chunks, and the outputs are all-gathered and put back in order: with
+/// `splits = W` this is the reference's `_batch_shuffle_ddp` / `_batch_unshuffle_ddp`, one
+/// shuffled chunk per process. In one process, `x` is permuted and cut into `splits` chunks
+/// (emulating `splits` devices). `splits <= 1` runs `f` on `x` as it is, and so does a batch
+/// too small for chunks of 2 rows (in one process; across processes each process then takes
+/// its slice of the shuffled global batch whole). No gradient flows back through the shuffle: it is meant for
+/// momentum encoders under `no_grad`.
+///
+/// ```
+/// use ssl_core::dist::apply_shuffled;
+/// use ssl_core::tch::{Device, Kind, Tensor};
+/// let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
+/// // A per-chunk centring: every row loses the mean of the chunk it was put in.
+/// let y = apply_shuffled(&x, 2, |c| Ok(c - c.mean_dim(0, true, Kind::Float)))?;
+/// assert_eq!(y.size(), [8, 3]);
+/// assert!(y.sum(Kind::Float).abs().double_value(&[]) < 1e-4);
+/// # Ok::<(), ssl_core::Error>(())
+/// ```
+pub fn apply_shuffled(x: &Tensor, splits: usize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let n = x.size().first().copied().unwrap_or(0);
+    // At least 2 rows per chunk (BatchNorm needs them), else one chunk.
+    let chunks_of = |rows: i64, wanted: usize| if rows >= 2 * wanted as i64 { wanted as i64 } else { 1 };
+    let Some(c) = active().filter(|c| c.world_size() > 1) else {
+        if splits <= 1 || n < 2 * splits as i64 {
+            return f(x);
+        }
+        let perm =
+            Tensor::f_randperm(n, (tch::Kind::Int64, x.device())).torch_context("shuffling a batch")?;
+        let outputs = x
+            .f_index_select(0, &perm)
+            .and_then(|shuffled| shuffled.f_chunk(chunks_of(n, splits), 0))
+            .torch_context("shuffling a batch")?
+            .iter()
+            .map(&f)
+            .collect::<Result<Vec<_>>>()?;
+        // Row i of the concatenation is row perm[i] of x: invert the permutation.
+        return Tensor::f_cat(&outputs, 0)
+            .and_then(|out| out.f_index_select(0, &perm.argsort(0, false)))
+            .torch_context("unshuffling a batch");
+    };
+    if splits <= 1 {
+        return f(x);
+    }
+    let (world, rank) = (c.world_size() as i64, c.rank() as i64);
+    let global =
+        Tensor::f_cat(&c.all_gather(&x.detach().contiguous())?, 0).torch_context("gathering a batch")?;
+    let mut perm =
+        [Tensor::f_randperm(world * n, (tch::Kind::Int64, x.device())).torch_context("shuffling a batch")?];
+    c.broadcast(&mut perm, 0)?;
+    let [perm] = perm;
+    let mine = global
+        .f_index_select(0, &perm.narrow(0, rank * n, n))
+        .and_then(|mine| mine.f_chunk(chunks_of(n, (splits / world as usize).max(1)), 0))
+        .torch_context("shuffling a batch")?;
+    let outputs = mine.iter().map(&f).collect::<Result<Vec<_>>>()?;
+    let out = Tensor::f_cat(&outputs, 0).torch_context("shuffling a batch")?.detach().contiguous();
+    // Row i of the gathered outputs is row perm[i] of the global batch.
+    Tensor::f_cat(&c.all_gather(&out)?, 0)
+        .and_then(|all| all.f_index_select(0, &perm.argsort(0, false)))
+        .map(|all| all.narrow(0, rank * n, n))
+        .torch_context("unshuffling a batch")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,6 +248,27 @@ fn rank_main() {
             let refs = [("gathered", &gathered.detach()), ("grad", &x.grad())];
             Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
         }
+        "shuffle" => {
+            let group: std::sync::Arc<dyn Collective> = std::sync::Arc::new(group);
+            let _active = ssl_core::dist::activate(group);
+            let x = Tensor::arange_start(rank as i64 * 12, rank as i64 * 12 + 12, (Kind::Float, Device::Cpu))
+                .view([4, 3]);
+            let same = ssl_core::dist::apply_shuffled(&x, 2, |c| Ok(c.copy())).unwrap();
+            assert!(same.equal(&x), "the shuffle does not come back in order");
+            // Five rounds of: every row replaced by the column sums of the chunk it was put in.
+            let sums: Vec<Tensor> = (0..5)
+                .map(|_| {
+                    ssl_core::dist::apply_shuffled(&x, 2, |c| {
+                        Ok(c.sum_dim_intlist(0, true, Kind::Float).expand_as(c).contiguous())
+                    })
+                    .unwrap()
+                })
+                .collect();
+            let refs: Vec<(String, &Tensor)> =
+                sums.iter().enumerate().map(|(i, t)| (format!("round{i}"), t)).collect();
+            let refs: Vec<(&str, &Tensor)> = refs.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+            Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
+        }
         "die" => {
             if rank == 1 {
                 std::process::exit(0);
@@ -324,6 +345,48 @@ fn max_difference_to_single_process(role: &str) -> f64 {
         }
     }
     worst
+}
+
+#[test]
+fn moco_shuffling_spans_the_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&wait_all(spawn_ranks("shuffle", 2, dir.path(), &[])));
+    let read =
+        |rank: usize| Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
+    let (r0, r1) = (read(0), read(1));
+    let rank_sum = |rank: i64| {
+        Tensor::arange_start(rank * 12, rank * 12 + 12, (Kind::Float, Device::Cpu))
+            .view([4, 3])
+            .sum_dim_intlist(0, false, Kind::Float)
+    };
+    let total = rank_sum(0) + rank_sum(1);
+    let mut mixed = 0;
+    for round in 0..5 {
+        let name = format!("round{round}");
+        let get = |v: &[(String, Tensor)]| v.iter().find(|(n, _)| *n == name).unwrap().1.shallow_clone();
+        let rows = Tensor::cat(&[get(&r0), get(&r1)], 0); // [8, 3]: each row its chunk's sums
+                                                          // Two chunks of 4 rows (one per process), partitioning the global batch.
+        let distinct: Vec<Tensor> = (0..8).map(|i| rows.get(i)).fold(Vec::new(), |mut acc, r| {
+            if !acc.iter().any(|a: &Tensor| a.equal(&r)) {
+                acc.push(r);
+            }
+            acc
+        });
+        assert_eq!(distinct.len(), 2, "round {round}: {rows}");
+        assert!(
+            (&distinct[0] + &distinct[1]).equal(&total),
+            "round {round}: chunks do not partition the batch"
+        );
+        for d in &distinct {
+            let count = (0..8).filter(|&i| rows.get(i).equal(d)).count();
+            assert_eq!(count, 4, "round {round}");
+        }
+        if !distinct.iter().any(|d| d.equal(&rank_sum(0))) {
+            mixed += 1;
+        }
+    }
+    // A chunk drawn from one process's rows alone has odds 1/35 per round.
+    assert!(mixed >= 3, "only {mixed} of 5 rounds mixed rows of both processes");
 }
 
 #[test]

@@ -83,7 +83,8 @@ pub struct MocoV2Config {
     /// InfoNCE temperature τ.
     pub temperature: f64,
     /// Chunks the key batch is shuffled into for BatchNorm (the reference's per-GPU batches:
-    /// 8 GPUs); 1 turns shuffling BN off.
+    /// 8 GPUs); 1 turns shuffling BN off. In a data-parallel job the global batch is shuffled
+    /// across the processes and each process cuts its share into `splits / processes` chunks.
     pub shuffle_bn_splits: usize,
 }
 

@@ -53,16 +53,13 @@ impl MomentumPair {
     }
 
     /// The target's projections of `x` computed in `splits` chunks of a random permutation of
-    /// the batch, returned in the original order: MoCo's "shuffling BN" (He et al. 2020,
-    /// §3.3) on one device. Each chunk's BatchNorm sees a different random subset of the batch,
-    /// so a key is never normalised with the statistics its query was normalised with, and the
-    /// model cannot match them through batch statistics. `splits <= 1` is a plain forward.
+    /// the (global) batch, returned in the original order: MoCo's "shuffling BN" (He et al.
+    /// 2020, §3.3), across processes in a data-parallel job ([`ssl_core::dist::apply_shuffled`]).
+    /// Each chunk's BatchNorm sees a different random subset of the batch, so a key is never
+    /// normalised with the statistics its query was normalised with, and the model cannot
+    /// match them through batch statistics. `splits <= 1` is a plain forward.
     pub(crate) fn target_forward_shuffled(&self, x: &Tensor, splits: usize) -> Result<Tensor> {
-        let n = x.size()[0];
-        if splits <= 1 || n < 2 * splits as i64 {
-            return self.target_forward(x);
-        }
-        tch::no_grad(|| apply_shuffled(x, splits, |chunk| self.target.forward(chunk, true)))
+        tch::no_grad(|| ssl_core::dist::apply_shuffled(x, splits, |chunk| self.target.forward(chunk, true)))
     }
 
     /// `target = m · target + (1 - m) · online`.
@@ -76,20 +73,6 @@ impl MomentumPair {
     }
 }
 
-/// `f` applied to `splits` chunks of a random permutation of `x`'s rows, the results
-/// concatenated and put back in `x`'s row order.
-pub(crate) fn apply_shuffled(
-    x: &Tensor,
-    splits: usize,
-    f: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let perm = Tensor::randperm(x.size()[0], (tch::Kind::Int64, x.device()));
-    let chunks = x.index_select(0, &perm).chunk(splits as i64, 0);
-    let outputs = chunks.iter().map(f).collect::<Result<Vec<_>>>()?;
-    // Row i of the concatenation is row perm[i] of x: invert the permutation.
-    Ok(Tensor::cat(&outputs, 0).index_select(0, &perm.argsort(0, false)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,10 +82,11 @@ mod tests {
     fn shuffled_chunks_come_back_in_the_original_order() {
         tch::manual_seed(3);
         let x = Tensor::randn([10, 4], (Kind::Float, Device::Cpu));
-        let same = apply_shuffled(&x, 3, |c| Ok(c.copy())).unwrap();
+        let same = ssl_core::dist::apply_shuffled(&x, 3, |c| Ok(c.copy())).unwrap();
         assert!(same.equal(&x));
         // Per-chunk centring really works per chunk: each chunk's rows sum to zero.
-        let centred = apply_shuffled(&x, 2, |c| Ok(c - c.mean_dim(0, true, Kind::Float))).unwrap();
+        let centred =
+            ssl_core::dist::apply_shuffled(&x, 2, |c| Ok(c - c.mean_dim(0, true, Kind::Float))).unwrap();
         assert_eq!(centred.size(), x.size());
         assert!(centred.sum(Kind::Float).abs().double_value(&[]) < 1e-4);
         assert!(!centred.allclose(&(&x - x.mean_dim(0, true, Kind::Float)), 1e-5, 1e-6, false));
