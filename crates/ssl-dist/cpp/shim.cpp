@@ -7,7 +7,8 @@
 #define USE_C10D_GLOO 1
 #endif
 
-#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/Functional.hpp>
 #include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -129,6 +130,31 @@ c10::intrusive_ptr<T> construct(std::size_t bytes, Ctor&& ctor) {
   }
   return c10::intrusive_ptr<T>::unsafe_steal_from_new(static_cast<T*>(mem));
 }
+
+// PyTorch's functional collectives, all-gather forward and reduce-scatter (sum) backward, as
+// one autograd function: what `_c10d_functional_autograd::all_gather_into_tensor` does, except
+// that the incoming gradient is made contiguous first (the functional reduce-scatter refuses a
+// broadcast gradient, such as the one of a sum).
+struct GatherWithGrad : public torch::autograd::Function<GatherWithGrad> {
+  static at::Tensor forward(
+      torch::autograd::AutogradContext* ctx,
+      const at::Tensor& input,
+      int64_t world,
+      std::string name) {
+    ctx->saved_data["world"] = world;
+    ctx->saved_data["name"] = name;
+    return c10d::wait_tensor(c10d::all_gather_into_tensor(input.contiguous(), world, name));
+  }
+
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grads) {
+    const int64_t world = ctx->saved_data["world"].toInt();
+    const std::string name = ctx->saved_data["name"].toStringRef();
+    at::Tensor grad = c10d::wait_tensor(c10d::reduce_scatter_tensor(grads[0].contiguous(), "sum", world, name));
+    return {grad, at::Tensor(), at::Tensor()};
+  }
+};
 
 } // namespace
 
@@ -316,29 +342,12 @@ void ssl_dist_unregister(void* registered) {
   delete r;
 }
 
-// `_c10d_functional_autograd::all_gather_into_tensor`: the inputs of all ranks concatenated
-// along dim 0, in rank order, as a tensor on the autograd graph whose backward is a
-// reduce-scatter (sum) over the ranks, run inside the backward pass. *out receives a new
-// at::Tensor owned by the caller.
+// The inputs of all ranks concatenated along dim 0, in rank order, as a tensor on the autograd
+// graph whose backward reduce-scatters (sums) the gradient over the ranks inside the backward
+// pass (GatherWithGrad above). *out receives a new at::Tensor owned by the caller.
 char* ssl_dist_all_gather_autograd(const char* name, int world, at::Tensor* input, at::Tensor** out) {
   return guarded([&] {
-    static const auto gather = c10::Dispatcher::singleton().findSchemaOrThrow(
-        "_c10d_functional_autograd::all_gather_into_tensor", "");
-    static const auto wait = c10::Dispatcher::singleton().findSchemaOrThrow("_c10d_functional::wait_tensor", "");
-    torch::jit::Stack stack;
-    stack.emplace_back(input->contiguous());
-    stack.emplace_back(static_cast<int64_t>(world));
-    stack.emplace_back(std::string(name));
-    gather.callBoxed(&stack);
-    at::Tensor result = stack.at(0).toTensor();
-    {
-      // The functional collective is asynchronous: wait for it below autograd (wait_tensor has
-      // no derivative; it returns its input, which keeps its place on the graph).
-      at::AutoDispatchBelowADInplaceOrView below;
-      torch::jit::Stack w;
-      w.emplace_back(result);
-      wait.callBoxed(&w);
-    }
+    at::Tensor result = GatherWithGrad::apply(*input, static_cast<int64_t>(world), std::string(name));
     *out = new at::Tensor(result);
   });
 }

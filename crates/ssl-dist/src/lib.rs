@@ -422,9 +422,9 @@ impl ProcessGroup {
     }
 
     /// Every process's `tensor` (same shape and kind everywhere) concatenated along dim 0 in
-    /// rank order, on the autograd graph: PyTorch's `all_gather_into_tensor` functional
-    /// collective, whose backward reduce-scatters (sums) the gradient over the processes
-    /// during the backward pass, so each process's input receives the gradient of every
+    /// rank order, on the autograd graph: PyTorch's functional `all_gather_into_tensor`, with
+    /// a backward that reduce-scatters (sums) the gradient over the processes during the
+    /// backward pass (an autograd function in the shim), so each process's input receives the gradient of every
     /// process's loss. Every process must then run the same backward passes. A GPU tensor
     /// without NCCL goes through a host copy (differentiably).
     pub fn all_gather_autograd_(&self, tensor: &Tensor) -> Result<Tensor> {

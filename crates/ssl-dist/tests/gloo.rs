@@ -244,15 +244,17 @@ fn rank_main() {
             let gathered = group.all_gather_autograd_(&(&x * 2.0)).unwrap();
             assert_eq!(gathered.size(), [6, 2]);
             let w = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([6, 2]) * (rank as f64 + 1.0);
-            (gathered.tanh() * w).sum(Kind::Float).backward();
+            // A plain sum hands the gather a broadcast (non-contiguous) gradient.
+            let summed = group.all_gather_autograd_(&x).unwrap().sum(Kind::Float);
+            ((gathered.tanh() * w).sum(Kind::Float) + summed).backward();
             let refs = [("gathered", &gathered.detach()), ("grad", &x.grad())];
             Tensor::write_safetensors(&refs, out.join(format!("rank{rank}.safetensors"))).unwrap();
         }
         "shuffle" => {
             let group: std::sync::Arc<dyn Collective> = std::sync::Arc::new(group);
             let _active = ssl_core::dist::activate(group);
-            let x = Tensor::arange_start(rank as i64 * 12, rank as i64 * 12 + 12, (Kind::Float, Device::Cpu))
-                .view([4, 3]);
+            ssl_core::tch::manual_seed(11); // rank 0's permutations, hence the test, are fixed
+            let x = shuffle_rows(rank as i64);
             let same = ssl_core::dist::apply_shuffled(&x, 2, |c| Ok(c.copy())).unwrap();
             assert!(same.equal(&x), "the shuffle does not come back in order");
             // Five rounds of: every row replaced by the column sums of the chunk it was put in.
@@ -304,7 +306,8 @@ fn the_autograd_all_gather_sums_gradients_over_processes_in_the_backward_pass() 
         .collect();
     let all = Tensor::cat(&[&xs[0] * 2.0, &xs[1] * 2.0], 0);
     let w = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([6, 2]);
-    (all.tanh() * (&w * 1.0 + &w * 2.0)).sum(Kind::Float).backward();
+    let summed = Tensor::cat(&[&xs[0], &xs[1]], 0).sum(Kind::Float) * 2.0;
+    ((all.tanh() * (&w * 1.0 + &w * 2.0)).sum(Kind::Float) + summed).backward();
     for (rank, x) in xs.iter().enumerate() {
         let got = Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
         let get = |name: &str| got.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
@@ -347,6 +350,12 @@ fn max_difference_to_single_process(role: &str) -> f64 {
     worst
 }
 
+/// Rank r's 4 rows: 2^(4r + i) in every column, so a chunk's sum names its rows.
+fn shuffle_rows(rank: i64) -> Tensor {
+    let p = Tensor::arange_start(rank * 4, rank * 4 + 4, (Kind::Float, Device::Cpu));
+    Tensor::full([4], 2.0, (Kind::Float, Device::Cpu)).pow(&p).unsqueeze(1).repeat([1, 3])
+}
+
 #[test]
 fn moco_shuffling_spans_the_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,11 +363,7 @@ fn moco_shuffling_spans_the_processes() {
     let read =
         |rank: usize| Tensor::read_safetensors(dir.path().join(format!("rank{rank}.safetensors"))).unwrap();
     let (r0, r1) = (read(0), read(1));
-    let rank_sum = |rank: i64| {
-        Tensor::arange_start(rank * 12, rank * 12 + 12, (Kind::Float, Device::Cpu))
-            .view([4, 3])
-            .sum_dim_intlist(0, false, Kind::Float)
-    };
+    let rank_sum = |rank: i64| shuffle_rows(rank).sum_dim_intlist(0, false, Kind::Float);
     let total = rank_sum(0) + rank_sum(1);
     let mut mixed = 0;
     for round in 0..5 {
