@@ -41,6 +41,9 @@ pub enum Suite {
     All,
     /// The criterion micro-benchmarks of the hot kernels (`cargo bench --workspace`).
     Micro,
+    /// Data-parallel training: one process against `ssl launch --nproc 2` (with synchronised
+    /// BatchNorm on and off where the method has it), job throughput side by side.
+    Dist,
 }
 
 impl Suite {
@@ -51,6 +54,7 @@ impl Suite {
             Suite::Quality => "quality",
             Suite::All => "all",
             Suite::Micro => "micro",
+            Suite::Dist => "dist",
         }
     }
 }
@@ -386,6 +390,11 @@ pub fn bench(repo: &Path, args: &BenchArgs) -> Result<()> {
                 let table = quality_table(&rows);
                 (rows, table)
             }
+            Suite::Dist => {
+                let rows = dist(repo, &dir, args)?;
+                let table = dist_table(&rows);
+                (rows, table)
+            }
             Suite::All | Suite::Micro => unreachable!("expanded above"),
         };
         let header = format!(
@@ -519,6 +528,123 @@ fn throughput(repo: &Path, dir: &Path, args: &BenchArgs, python: Option<&str>) -
     Ok(rows)
 }
 
+/// The methods of the `dist` suite: the two whose contrastive loss gathers embeddings across
+/// processes and whose recipe synchronises BatchNorm (`--quick`: SimCLR alone).
+pub const DIST_METHODS: [&str; 2] = ["simclr", "moco-v3"];
+
+/// `dist`: each method for the throughput suite's steps in one process, then in two
+/// (`ssl launch --nproc 2`, the same per-process batch, so twice the global batch), with
+/// synchronised BatchNorm on and off when the method's recipe has it on. Rows carry the job's
+/// samples/s (rank 0's rate times the processes) and the ratio to the one-process run.
+fn dist(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
+    let steps = throughput_steps(args.quick).to_string();
+    let methods: Vec<String> = if !args.methods.is_empty() {
+        args.methods.clone()
+    } else if args.quick {
+        vec![DIST_METHODS[0].to_string()]
+    } else {
+        DIST_METHODS.iter().map(|m| m.to_string()).collect()
+    };
+    let mut rows = Vec::new();
+    for method in methods {
+        let mut variants: Vec<(usize, Option<bool>)> = vec![(1, None)];
+        let mut single_rate = None;
+        let mut i = 0;
+        while i < variants.len() {
+            let (nproc, sync) = variants[i];
+            i += 1;
+            let tag = match sync {
+                None => format!("{nproc}proc"),
+                Some(on) => format!("{nproc}proc-syncbn-{}", if on { "on" } else { "off" }),
+            };
+            let mut cfg_text = bench_config(&method, &args.device, None);
+            if let Some(on) = sync {
+                let _ = writeln!(cfg_text, "sync_batchnorm = {on}");
+            }
+            let cfg = dir.join(format!("{method}-{tag}.toml"));
+            fs::write(&cfg, cfg_text)?;
+            let run = dir.join("runs").join(format!("{method}-{tag}"));
+            let log = dir.join(format!("{method}-{tag}.log"));
+            println!("bench dist: {method}, {tag} ({steps} steps)");
+            let (cfg_s, run_s, nproc_s) =
+                (cfg.display().to_string(), run.display().to_string(), nproc.to_string());
+            let mut argv: Vec<&str> = Vec::new();
+            if nproc > 1 {
+                argv.extend(["launch", "--nproc", &nproc_s, "--"]);
+            }
+            argv.extend([
+                "pretrain",
+                &method,
+                "--config",
+                &cfg_s,
+                "--steps",
+                &steps,
+                "--no-eval",
+                "--force",
+                "--out",
+                &run_s,
+                "--device",
+                &args.device,
+            ]);
+            run_ssl(repo, &argv, &log)?;
+            let summary = read_json(&run.join("summary.json"))?;
+            let _ = fs::remove_dir_all(run.join("checkpoints"));
+            let world = summary["world_size"].as_f64().unwrap_or(1.0);
+            let rate = summary["steady_samples_per_sec"].as_f64().map(|r| r * world);
+            let config_path = run.join("config.toml");
+            let config: toml::Value = fs::read_to_string(&config_path)
+                .with_context(|| format!("reading {}", config_path.display()))?
+                .parse()
+                .with_context(|| format!("parsing {}", config_path.display()))?;
+            if nproc == 1 {
+                single_rate = rate;
+                let synced =
+                    config.get("train").and_then(|t| t.get("sync_batchnorm")).and_then(toml::Value::as_bool);
+                variants.extend(match synced {
+                    Some(true) => vec![(2, Some(true)), (2, Some(false))],
+                    _ => vec![(2, None)],
+                });
+            }
+            rows.push(json!({
+                "method": method,
+                "processes": nproc,
+                "sync_batchnorm": sync,
+                "batch_per_process": config.get("data").and_then(|d| d.get("batch_size")).and_then(toml::Value::as_integer),
+                "job_samples_per_sec": rate,
+                "vs_one_process": rate.zip(single_rate).map(|(r, s)| r / s),
+                "final_loss": summary["final_loss"],
+                "device": summary["device"],
+            }));
+        }
+    }
+    Ok(rows)
+}
+
+/// The Markdown table of `dist` rows.
+pub fn dist_table(rows: &[Value]) -> String {
+    let mut t = String::from(
+        "| method | processes | batch per process | sync BatchNorm | job samples/s | vs 1 process | final loss |\n|---|---:|---:|---|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let sync = match r["sync_batchnorm"].as_bool() {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "default",
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {sync} | {} | {} | {} |",
+            r["method"].as_str().unwrap_or("?"),
+            r["processes"],
+            r["batch_per_process"],
+            num(&r["job_samples_per_sec"], 1),
+            num(&r["vs_one_process"], 2),
+            num(&r["final_loss"], 4),
+        );
+    }
+    t
+}
+
 /// The device's matmul peak in GFLOP/s (the `matmul_peak` example: bf16 on CUDA, as the
 /// throughput runs there, fp32 on CPU).
 fn matmul_peak(repo: &Path, dir: &Path, device: &str, threads: usize) -> Result<f64> {
@@ -629,6 +755,20 @@ mod tests {
     fn methods_come_from_ssl_methods_without_synthetic() {
         let listing = "simclr       SimCLR\nsynthetic    test\nbert         BERT\n\n";
         assert_eq!(parse_methods(listing), ["simclr", "bert"]);
+    }
+
+    #[test]
+    fn dist_rows_make_one_table_line_each() {
+        let rows = [
+            json!({"method": "simclr", "processes": 1, "batch_per_process": 64, "sync_batchnorm": null,
+                   "job_samples_per_sec": 100.0, "vs_one_process": 1.0, "final_loss": 5.1}),
+            json!({"method": "simclr", "processes": 2, "batch_per_process": 64, "sync_batchnorm": false,
+                   "job_samples_per_sec": 150.0, "vs_one_process": 1.5, "final_loss": 5.2}),
+        ];
+        let t = dist_table(&rows);
+        assert_eq!(t.lines().count(), 4, "{t}");
+        assert!(t.contains("| simclr | 1 | 64 | default | 100.0 | 1.00 | 5.1000 |"), "{t}");
+        assert!(t.contains("| simclr | 2 | 64 | off | 150.0 | 1.50 | 5.2000 |"), "{t}");
     }
 
     #[test]
