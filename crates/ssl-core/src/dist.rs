@@ -44,9 +44,9 @@ pub trait Collective: Send + Sync {
     fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>>;
     /// Every process's `tensor` concatenated along dim 0 in rank order, on the autograd graph:
     /// its backward sums the gradient of each process's rows over the processes *during* the
-    /// backward pass (PyTorch's autograd-aware `all_gather_into_tensor`), so it can sit in
-    /// the middle of a network, as synchronised BatchNorm needs. Backends without it return
-    /// an error (the default).
+    /// backward pass (in ssl-dist, PyTorch's functional `all_gather_into_tensor` with a
+    /// reduce-scatter backward), so it can sit in the middle of a network, as synchronised
+    /// BatchNorm needs. Backends without it return an error (the default).
     fn all_gather_autograd(&self, tensor: &Tensor) -> Result<Tensor> {
         let _ = tensor;
         Err(crate::Error::Distributed {
