@@ -44,7 +44,8 @@ pub fn batch_norm(
 ) -> Result<Tensor, TchError> {
     match dist::sync_batch_norm_group().filter(|_| train) {
         Some(group) => {
-            synchronised(x, weight, bias, running_mean, running_var, momentum, eps, group.as_ref())
+            let layer = Layer { weight, bias, running_mean, running_var, momentum, eps };
+            synchronised(x, &layer, group.as_ref())
         }
         None => {
             x.f_batch_norm(weight, bias, Some(running_mean), Some(running_var), train, momentum, eps, true)
@@ -52,17 +53,18 @@ pub fn batch_norm(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn synchronised(
-    x: &Tensor,
-    weight: Option<&Tensor>,
-    bias: Option<&Tensor>,
-    running_mean: &Tensor,
-    running_var: &Tensor,
+/// A BatchNorm layer's tensors and constants.
+struct Layer<'a> {
+    weight: Option<&'a Tensor>,
+    bias: Option<&'a Tensor>,
+    running_mean: &'a Tensor,
+    running_var: &'a Tensor,
     momentum: f64,
     eps: f64,
-    group: &dyn Collective,
-) -> Result<Tensor, TchError> {
+}
+
+fn synchronised(x: &Tensor, layer: &Layer<'_>, group: &dyn Collective) -> Result<Tensor, TchError> {
+    let Layer { weight, bias, running_mean, running_var, momentum, eps } = *layer;
     let size = x.size();
     if size.len() < 2 || size[1] == 0 {
         return Err(TchError::Shape(format!("BatchNorm needs an input [N, C, ...], got {size:?}")));
