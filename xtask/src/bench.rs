@@ -452,6 +452,47 @@ fn methods(repo: &Path, args: &BenchArgs, quick_default: Option<&[&str]>) -> Res
     Ok(parse_methods(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// One bench training run: `ssl [LAUNCHER...] pretrain METHOD --config C --steps N --no-eval`.
+struct BenchRun<'a> {
+    method: &'a str,
+    config: &'a Path,
+    steps: &'a str,
+    run: &'a Path,
+    device: &'a str,
+}
+
+impl BenchRun<'_> {
+    /// Trains (output to `log`), then returns the run's `summary.json` and resolved
+    /// `config.toml`; the checkpoint is removed (the config and summary are kept).
+    fn pretrain(&self, repo: &Path, launcher: &[&str], log: &Path) -> Result<(Value, toml::Value)> {
+        let (cfg_s, run_s) = (self.config.display().to_string(), self.run.display().to_string());
+        let mut argv: Vec<&str> = launcher.to_vec();
+        argv.extend([
+            "pretrain",
+            self.method,
+            "--config",
+            &cfg_s,
+            "--steps",
+            self.steps,
+            "--no-eval",
+            "--force",
+            "--out",
+            &run_s,
+            "--device",
+            self.device,
+        ]);
+        run_ssl(repo, &argv, log)?;
+        let summary = read_json(&self.run.join("summary.json"))?;
+        let config_path = self.run.join("config.toml");
+        let config: toml::Value = fs::read_to_string(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?
+            .parse()
+            .with_context(|| format!("parsing {}", config_path.display()))?;
+        let _ = fs::remove_dir_all(self.run.join("checkpoints"));
+        Ok((summary, config))
+    }
+}
+
 fn read_json(path: &Path) -> Result<Value> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -467,30 +508,9 @@ fn throughput(repo: &Path, dir: &Path, args: &BenchArgs, python: Option<&str>) -
         let run = dir.join("runs").join(&method);
         let log = dir.join(format!("{method}.log"));
         println!("bench throughput: {method} ({steps} steps)");
-        let (cfg_s, run_s) = (cfg.display().to_string(), run.display().to_string());
-        let argv = [
-            "pretrain",
-            &method,
-            "--config",
-            &cfg_s,
-            "--steps",
-            &steps,
-            "--no-eval",
-            "--force",
-            "--out",
-            &run_s,
-            "--device",
-            &args.device,
-        ];
-        run_ssl(repo, &argv, &log)?;
-        let summary = read_json(&run.join("summary.json"))?;
-        let config_path = run.join("config.toml");
-        let config: toml::Value = fs::read_to_string(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?
-            .parse()
-            .with_context(|| format!("parsing {}", config_path.display()))?;
-        // Keep the resolved config and summary; the checkpoint is not needed.
-        let _ = fs::remove_dir_all(run.join("checkpoints"));
+        let bench =
+            BenchRun { method: &method, config: &cfg, steps: &steps, run: &run, device: &args.device };
+        let (summary, config) = bench.pretrain(repo, &[], &log)?;
         let mut row = throughput_row(&method, &summary, &config);
         if let Some(flops) = crate::flops::training_flops_per_sample(&method, &config) {
             row["model_gflops_per_sample"] = json!(flops / 1e9);
@@ -566,36 +586,13 @@ fn dist(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
             let run = dir.join("runs").join(format!("{method}-{tag}"));
             let log = dir.join(format!("{method}-{tag}.log"));
             println!("bench dist: {method}, {tag} ({steps} steps)");
-            let (cfg_s, run_s, nproc_s) =
-                (cfg.display().to_string(), run.display().to_string(), nproc.to_string());
-            let mut argv: Vec<&str> = Vec::new();
-            if nproc > 1 {
-                argv.extend(["launch", "--nproc", &nproc_s, "--"]);
-            }
-            argv.extend([
-                "pretrain",
-                &method,
-                "--config",
-                &cfg_s,
-                "--steps",
-                &steps,
-                "--no-eval",
-                "--force",
-                "--out",
-                &run_s,
-                "--device",
-                &args.device,
-            ]);
-            run_ssl(repo, &argv, &log)?;
-            let summary = read_json(&run.join("summary.json"))?;
-            let _ = fs::remove_dir_all(run.join("checkpoints"));
+            let nproc_s = nproc.to_string();
+            let launcher: &[&str] = if nproc > 1 { &["launch", "--nproc", &nproc_s, "--"] } else { &[] };
+            let bench =
+                BenchRun { method: &method, config: &cfg, steps: &steps, run: &run, device: &args.device };
+            let (summary, config) = bench.pretrain(repo, launcher, &log)?;
             let world = summary["world_size"].as_f64().unwrap_or(1.0);
             let rate = summary["steady_samples_per_sec"].as_f64().map(|r| r * world);
-            let config_path = run.join("config.toml");
-            let config: toml::Value = fs::read_to_string(&config_path)
-                .with_context(|| format!("reading {}", config_path.display()))?
-                .parse()
-                .with_context(|| format!("parsing {}", config_path.display()))?;
             if nproc == 1 {
                 single_rate = rate;
                 let synced =
