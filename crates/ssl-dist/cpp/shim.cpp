@@ -305,8 +305,8 @@ char* ssl_dist_barrier(void* group) {
 }
 
 // Registers the Gloo group (and the NCCL one, if any) under `name` as a c10d::ProcessGroup, so
-// that PyTorch's functional collectives, whose autograd formulas run collectives inside the
-// backward pass, can find it. Host tensors go to Gloo; GPU tensors to NCCL when given, else
+// that c10d's functional collectives (which GatherWithGrad runs, forward and backward) can
+// find it by name. Host tensors go to Gloo; GPU tensors to NCCL when given, else
 // to Gloo. The registry holds a weak reference: *out receives the owning handle, freed with
 // ssl_dist_unregister.
 char* ssl_dist_register(

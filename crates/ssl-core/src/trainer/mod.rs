@@ -409,10 +409,14 @@ impl Trainer {
                             ),
                         ));
                     }
-                } else if accum == 1 {
-                    out.loss.backward();
                 } else {
-                    (&out.loss / accum as f64).backward();
+                    let loss = if accum == 1 { out.loss.shallow_clone() } else { &out.loss / accum as f64 };
+                    // An error, not a panic: in a data-parallel job the backward pass can run
+                    // collectives (synchronised BatchNorm), which fail when a process stops.
+                    loss.f_backward().map_err(|source| Error::Torch {
+                        context: format!("the backward pass of step {step}"),
+                        source,
+                    })?;
                 }
                 dist::backward_gathered()?;
                 if micro + 1 == accum {
@@ -546,7 +550,7 @@ fn average_gradients(c: &dyn Collective, variables: &[&tch::Tensor]) -> Result<(
             } else if part.abs().max().double_value(&[]) != 0.0 {
                 // Another process used this parameter: d/dv sum(v · part) = part becomes its
                 // `.grad` (the optimiser skips parameters without one).
-                (*v * &part).sum(kind).backward();
+                (*v * &part).sum(kind).f_backward().torch_context("averaging gradients")?;
             }
             offset += n;
         }
