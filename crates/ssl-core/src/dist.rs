@@ -266,8 +266,8 @@ pub fn backward_gathered() -> Result<()> {
 /// shuffled chunk per process. In one process, `x` is permuted and cut into `splits` chunks
 /// (emulating `splits` devices). `splits <= 1` runs `f` on `x` as it is, and so does a batch
 /// too small for chunks of 2 rows (in one process; across processes each process then takes
-/// its slice of the shuffled global batch whole). No gradient flows back through the shuffle: it is meant for
-/// momentum encoders under `no_grad`.
+/// its slice of the shuffled global batch whole). No gradient flows back through the shuffle:
+/// it is meant for momentum encoders under `no_grad`.
 ///
 /// ```
 /// use ssl_core::dist::apply_shuffled;
@@ -281,45 +281,42 @@ pub fn backward_gathered() -> Result<()> {
 /// ```
 pub fn apply_shuffled(x: &Tensor, splits: usize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
     let n = x.size().first().copied().unwrap_or(0);
-    // At least 2 rows per chunk (BatchNorm needs them), else one chunk.
-    let chunks_of = |rows: i64, wanted: usize| if rows >= 2 * wanted as i64 { wanted as i64 } else { 1 };
-    let Some(c) = active().filter(|c| c.world_size() > 1) else {
-        if splits <= 1 || n < 2 * splits as i64 {
-            return f(x);
-        }
-        let perm =
-            Tensor::f_randperm(n, (tch::Kind::Int64, x.device())).torch_context("shuffling a batch")?;
-        let outputs = x
-            .f_index_select(0, &perm)
-            .and_then(|shuffled| shuffled.f_chunk(chunks_of(n, splits), 0))
-            .torch_context("shuffling a batch")?
-            .iter()
-            .map(&f)
-            .collect::<Result<Vec<_>>>()?;
-        // Row i of the concatenation is row perm[i] of x: invert the permutation.
-        return Tensor::f_cat(&outputs, 0)
-            .and_then(|out| out.f_index_select(0, &perm.argsort(0, false)))
-            .torch_context("unshuffling a batch");
-    };
-    if splits <= 1 {
+    let group = active().filter(|c| c.world_size() > 1);
+    let (world, rank) = group.as_ref().map_or((1, 0), |c| (c.world_size() as i64, c.rank() as i64));
+    if splits <= 1 || (group.is_none() && n < 2 * splits as i64) {
         return f(x);
     }
-    let (world, rank) = (c.world_size() as i64, c.rank() as i64);
-    let global =
-        Tensor::f_cat(&c.all_gather(&x.detach().contiguous())?, 0).torch_context("gathering a batch")?;
+    // This process's share of the chunks, each of at least 2 rows (BatchNorm needs them).
+    let wanted = (splits as i64 / world).max(1);
+    let chunks = if n >= 2 * wanted { wanted } else { 1 };
+    let global = match &group {
+        Some(c) => {
+            Tensor::f_cat(&c.all_gather(&x.detach().contiguous())?, 0).torch_context("gathering a batch")?
+        }
+        None => x.shallow_clone(),
+    };
     let mut perm =
         [Tensor::f_randperm(world * n, (tch::Kind::Int64, x.device())).torch_context("shuffling a batch")?];
-    c.broadcast(&mut perm, 0)?;
+    if let Some(c) = &group {
+        c.broadcast(&mut perm, 0)?;
+    }
     let [perm] = perm;
-    let mine = global
+    let outputs = global
         .f_index_select(0, &perm.narrow(0, rank * n, n))
-        .and_then(|mine| mine.f_chunk(chunks_of(n, (splits / world as usize).max(1)), 0))
-        .torch_context("shuffling a batch")?;
-    let outputs = mine.iter().map(&f).collect::<Result<Vec<_>>>()?;
-    let out = Tensor::f_cat(&outputs, 0).torch_context("shuffling a batch")?.detach().contiguous();
-    // Row i of the gathered outputs is row perm[i] of the global batch.
-    Tensor::f_cat(&c.all_gather(&out)?, 0)
-        .and_then(|all| all.f_index_select(0, &perm.argsort(0, false)))
+        .and_then(|mine| mine.f_chunk(chunks, 0))
+        .torch_context("shuffling a batch")?
+        .iter()
+        .map(&f)
+        .collect::<Result<Vec<_>>>()?;
+    let out = Tensor::f_cat(&outputs, 0).torch_context("shuffling a batch")?;
+    let all = match &group {
+        Some(c) => {
+            Tensor::f_cat(&c.all_gather(&out.detach().contiguous())?, 0).torch_context("gathering keys")?
+        }
+        None => out,
+    };
+    // Row i of `all` is row perm[i] of the global batch: invert the permutation.
+    all.f_index_select(0, &perm.argsort(0, false))
         .map(|all| all.narrow(0, rank * n, n))
         .torch_context("unshuffling a batch")
 }
