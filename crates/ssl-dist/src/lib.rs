@@ -424,12 +424,12 @@ impl ProcessGroup {
     /// Every process's `tensor` (same shape and kind everywhere) concatenated along dim 0 in
     /// rank order, on the autograd graph: PyTorch's functional `all_gather_into_tensor`, with
     /// a backward that reduce-scatters (sums) the gradient over the processes during the
-    /// backward pass (an autograd function in the shim), so each process's input receives the gradient of every
-    /// process's loss. Every process must then run the same backward passes. A GPU tensor
-    /// without NCCL goes through a host copy (differentiably).
+    /// backward pass (an autograd function in the shim), so each process's input receives the
+    /// gradient of every process's loss. Every process must then run the same backward passes.
+    /// A GPU tensor without NCCL goes through a host copy (differentiably).
     pub fn all_gather_autograd_(&self, tensor: &Tensor) -> Result<Tensor> {
         let device = tensor.device();
-        let staged = device.is_cuda() && self.nccl.is_null();
+        let staged = device.is_cuda() && self.nccl_for(tensor).is_none();
         let input = if staged { tensor.to_device(Device::Cpu) } else { tensor.shallow_clone() };
         let world = self.world as i32;
         let mut out: *mut c_void = std::ptr::null_mut();

@@ -413,10 +413,7 @@ impl Trainer {
                     let loss = if accum == 1 { out.loss.shallow_clone() } else { &out.loss / accum as f64 };
                     // An error, not a panic: in a data-parallel job the backward pass can run
                     // collectives (synchronised BatchNorm), which fail when a process stops.
-                    loss.f_backward().map_err(|source| Error::Torch {
-                        context: format!("the backward pass of step {step}"),
-                        source,
-                    })?;
+                    loss.f_backward().torch_context(format!("the backward pass of step {step}"))?;
                 }
                 dist::backward_gathered()?;
                 if micro + 1 == accum {
