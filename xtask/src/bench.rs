@@ -567,54 +567,72 @@ fn dist(repo: &Path, dir: &Path, args: &BenchArgs) -> Result<Vec<Value>> {
     };
     let mut rows = Vec::new();
     for method in methods {
-        let mut variants: Vec<(usize, Option<bool>)> = vec![(1, None)];
-        let mut single_rate = None;
-        let mut i = 0;
-        while i < variants.len() {
-            let (nproc, sync) = variants[i];
-            i += 1;
-            let tag = match sync {
-                None => format!("{nproc}proc"),
-                Some(on) => format!("{nproc}proc-syncbn-{}", if on { "on" } else { "off" }),
-            };
-            let mut cfg_text = bench_config(&method, &args.device, None);
-            if let Some(on) = sync {
-                let _ = writeln!(cfg_text, "sync_batchnorm = {on}");
-            }
-            let cfg = dir.join(format!("{method}-{tag}.toml"));
-            fs::write(&cfg, cfg_text)?;
-            let run = dir.join("runs").join(format!("{method}-{tag}"));
-            let log = dir.join(format!("{method}-{tag}.log"));
-            println!("bench dist: {method}, {tag} ({steps} steps)");
-            let nproc_s = nproc.to_string();
-            let launcher: &[&str] = if nproc > 1 { &["launch", "--nproc", &nproc_s, "--"] } else { &[] };
-            let bench =
-                BenchRun { method: &method, config: &cfg, steps: &steps, run: &run, device: &args.device };
-            let (summary, config) = bench.pretrain(repo, launcher, &log)?;
-            let world = summary["world_size"].as_f64().unwrap_or(1.0);
-            let rate = summary["steady_samples_per_sec"].as_f64().map(|r| r * world);
-            if nproc == 1 {
-                single_rate = rate;
-                let synced =
-                    config.get("train").and_then(|t| t.get("sync_batchnorm")).and_then(toml::Value::as_bool);
-                variants.extend(match synced {
-                    Some(true) => vec![(2, Some(true)), (2, Some(false))],
-                    _ => vec![(2, None)],
-                });
-            }
-            rows.push(json!({
-                "method": method,
-                "processes": nproc,
-                "sync_batchnorm": sync,
-                "batch_per_process": config.get("data").and_then(|d| d.get("batch_size")).and_then(toml::Value::as_integer),
-                "job_samples_per_sec": rate,
-                "vs_one_process": rate.zip(single_rate).map(|(r, s)| r / s),
-                "final_loss": summary["final_loss"],
-                "device": summary["device"],
-            }));
+        let (summary, config) = dist_run(repo, dir, args, &method, &steps, 1, None)?;
+        let single_rate = job_rate(&summary);
+        let synced = config.get("train").and_then(|t| t.get("sync_batchnorm")).and_then(toml::Value::as_bool);
+        let two: &[Option<bool>] = if synced == Some(true) { &[Some(true), Some(false)] } else { &[None] };
+        rows.push(dist_row(&method, 1, None, &summary, &config, single_rate));
+        for &sync in two {
+            let (summary, config) = dist_run(repo, dir, args, &method, &steps, 2, sync)?;
+            rows.push(dist_row(&method, 2, sync, &summary, &config, single_rate));
         }
     }
     Ok(rows)
+}
+
+/// One `dist` run: `nproc` processes, `train.sync_batchnorm` set when `sync` says so.
+fn dist_run(
+    repo: &Path,
+    dir: &Path,
+    args: &BenchArgs,
+    method: &str,
+    steps: &str,
+    nproc: usize,
+    sync: Option<bool>,
+) -> Result<(Value, toml::Value)> {
+    let tag = match sync {
+        None => format!("{nproc}proc"),
+        Some(on) => format!("{nproc}proc-syncbn-{}", if on { "on" } else { "off" }),
+    };
+    let mut cfg_text = bench_config(method, &args.device, None);
+    if let Some(on) = sync {
+        let _ = writeln!(cfg_text, "sync_batchnorm = {on}");
+    }
+    let cfg = dir.join(format!("{method}-{tag}.toml"));
+    fs::write(&cfg, cfg_text)?;
+    let run = dir.join("runs").join(format!("{method}-{tag}"));
+    println!("bench dist: {method}, {tag} ({steps} steps)");
+    let nproc_s = nproc.to_string();
+    let launcher: &[&str] = if nproc > 1 { &["launch", "--nproc", &nproc_s, "--"] } else { &[] };
+    let bench = BenchRun { method, config: &cfg, steps, run: &run, device: &args.device };
+    bench.pretrain(repo, launcher, &dir.join(format!("{method}-{tag}.log")))
+}
+
+/// The job's samples/s: rank 0's steady rate times the processes.
+fn job_rate(summary: &Value) -> Option<f64> {
+    let world = summary["world_size"].as_f64().unwrap_or(1.0);
+    summary["steady_samples_per_sec"].as_f64().map(|r| r * world)
+}
+
+fn dist_row(
+    method: &str,
+    nproc: usize,
+    sync: Option<bool>,
+    summary: &Value,
+    config: &toml::Value,
+    single_rate: Option<f64>,
+) -> Value {
+    let rate = job_rate(summary);
+    json!({
+        "method": method,
+        "processes": nproc,
+        "sync_batchnorm": sync,
+        "batch_per_process": config.get("data").and_then(|d| d.get("batch_size")).and_then(toml::Value::as_integer),
+        "job_samples_per_sec": rate,
+        "vs_one_process": rate.zip(single_rate).map(|(r, s)| r / s),
+        "final_loss": summary["final_loss"],
+        "device": summary["device"],
+    })
 }
 
 /// The Markdown table of `dist` rows.
