@@ -105,6 +105,10 @@ pub enum Representation {
     /// probes use, since the last blocks of a pretrained wav2vec 2.0 specialise in the
     /// pretext task (Pasad et al., 2021).
     LayerMean,
+    /// Every stage's output, concatenated: the projected features, then each block's
+    /// (`(depth + 1) · dim` wide). A linear probe on it can weight the layers as SUPERB's
+    /// learned weighted sum does (`W Σ wₗ hₗ = Σ (wₗ W) hₗ`), and per channel besides.
+    Concat,
 }
 
 impl Default for Wav2Vec2Config {
@@ -143,8 +147,8 @@ impl Wav2Vec2Config {
     /// over the clip, which is what mean-pooled probes read), no feature penalty
     /// (with it, and a few hundred Adam steps, the conv weights shrink until the contrastive
     /// loss sits at chance; Hugging Face's implementation has none either), normally
-    /// initialised codebooks ([`CodebookInit::Normal`]), and probes on the mean of every
-    /// block's output ([`Representation::LayerMean`]).
+    /// initialised codebooks ([`CodebookInit::Normal`]), and probes on every stage's output
+    /// ([`Representation::Concat`]).
     pub fn small() -> Self {
         Self {
             conv: ConvConfig { channels: 128, norm: ConvNorm::None, ..ConvConfig::wav2vec2() },
@@ -156,7 +160,7 @@ impl Wav2Vec2Config {
             pos_conv_kernel: 32,
             final_dim: 128,
             quantizer: QuantizerConfig { codebook_init: CodebookInit::Normal, ..QuantizerConfig::default() },
-            representation: Representation::LayerMean,
+            representation: Representation::Concat,
             ..Self::default()
         }
     }
@@ -383,14 +387,11 @@ impl Wav2Vec2 {
         let hidden = match self.cfg.representation {
             Representation::Last => self.context(&x, &frames, train)?,
             Representation::LayerMean => {
-                let mut h = self.context_input(&x, &frames, train)?;
-                let mut sum = h.zeros_like();
-                for block in self.encoder.blocks() {
-                    h = block.f_forward(&h, Some(&frames), false, train)?;
-                    sum += &h;
-                }
-                sum / self.encoder.blocks().len().max(1) as f64
+                let states = self.stages(&x, &frames, train)?;
+                let blocks = &states[1..];
+                blocks.iter().skip(1).fold(blocks[0].shallow_clone(), |sum, h| sum + h) / blocks.len() as f64
             }
+            Representation::Concat => Tensor::cat(&self.stages(&x, &frames, train)?, -1),
         };
         Ok(Context { hidden, frames })
     }
@@ -402,14 +403,19 @@ impl Wav2Vec2 {
         let (wave, mask) = split_input(input)?;
         let frames = self.conv.frame_mask(&mask);
         let (z, _) = self.features(&wave, false)?;
-        let x = z.apply(&self.post_extract_proj);
+        let states = self.stages(&z.apply(&self.post_extract_proj), &frames, false)?;
+        Ok((states, frames))
+    }
+
+    /// The projected features `x` and every block's output over them (`depth + 1` tensors).
+    fn stages(&self, x: &Tensor, frames: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         let mut states = vec![x.shallow_clone()];
-        let mut h = self.context_input(&x, &frames, false)?;
+        let mut h = self.context_input(x, frames, train)?;
         for block in self.encoder.blocks() {
-            h = block.f_forward(&h, Some(&frames), false, false)?;
+            h = block.f_forward(&h, Some(frames), false, train)?;
             states.push(h.shallow_clone());
         }
-        Ok((states, frames))
+        Ok(states)
     }
 
     /// The loss of a batch and its diagnostics.
@@ -499,7 +505,10 @@ impl Objective for Wav2Vec2 {
 
 impl Encoder for Wav2Vec2 {
     fn output_dim(&self) -> i64 {
-        self.cfg.dim
+        match self.cfg.representation {
+            Representation::Concat => self.cfg.dim * (self.cfg.depth as i64 + 1),
+            Representation::Last | Representation::LayerMean => self.cfg.dim,
+        }
     }
     /// The transformer's output (no masking), mean-pooled over real frames: `[N, dim]` from
     /// `[N, T]` or `[N, 2, T]` (waveform, mask).
@@ -601,6 +610,21 @@ mod tests {
         let mean = (masked_mean(&states[1], &frames) + masked_mean(&states[2], &frames)) / 2.0;
         let z = model.encode(&wave, false);
         assert!((z - mean).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn the_concatenated_representation_holds_every_stage_in_order() {
+        tch::manual_seed(2);
+        let cfg =
+            Wav2Vec2Config { depth: 2, representation: Representation::Concat, ..Wav2Vec2Config::tiny() };
+        let model = Wav2Vec2::new(&cfg, 0, Device::Cpu).unwrap();
+        assert_eq!(model.output_dim(), 3 * cfg.dim);
+        let wave = Tensor::randn([2, 4000], (Kind::Float, Device::Cpu));
+        let (states, frames) = model.hidden_states(&wave).unwrap();
+        let pooled: Vec<Tensor> = states.iter().map(|h| masked_mean(h, &frames)).collect();
+        let z = model.encode(&wave, false);
+        assert_eq!(z.size(), [2, 3 * cfg.dim]);
+        assert!((z - Tensor::cat(&pooled, 1)).abs().max().double_value(&[]) < 1e-5);
     }
 
     #[test]
