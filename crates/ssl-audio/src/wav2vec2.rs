@@ -510,8 +510,8 @@ impl Encoder for Wav2Vec2 {
             Representation::Last | Representation::LayerMean => self.cfg.dim,
         }
     }
-    /// The transformer's output (no masking), mean-pooled over real frames: `[N, dim]` from
-    /// `[N, T]` or `[N, 2, T]` (waveform, mask).
+    /// The configured [`Representation`] of the unmasked input, mean-pooled over real frames:
+    /// `[N, output_dim]` from `[N, T]` or `[N, 2, T]` (waveform, mask).
     fn encode(&self, input: &Tensor, train: bool) -> Tensor {
         let ctx = self.encode_context(input, train).unwrap_or_else(|e| panic!("{e}"));
         masked_mean(&ctx.hidden, &ctx.frames)
