@@ -12,18 +12,16 @@
 //! scored on the held-out clips), or two labelled folders (one sub-folder of WAV files per
 //! class), cut as the run cuts its training crops.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
-use ssl_audio::conv::masked_mean;
 use ssl_audio::data::{CropBatches, CropConfig, LabelledWavFolder};
 use ssl_audio::eval::clip_inputs;
 use ssl_audio::synth::{Split, SynthConfig, SynthSpeech};
-use ssl_audio::wav2vec2::{Wav2Vec2, Wav2Vec2Config};
+use ssl_audio::wav2vec2::{Representation, Wav2Vec2, Wav2Vec2Config};
 use ssl_core::checkpoint::{self, LoadedCheckpoint};
-use ssl_core::data::Dataset;
-use ssl_core::eval::{probe_features, EvalConfig};
-use ssl_core::tch::{self, Device, Tensor};
+use ssl_core::eval::{extract_features, probe_features, EvalConfig};
+use ssl_core::tch::{Device, Tensor};
 use ssl_core::{Error, Objective, Result};
 
 /// Encoder inputs `[N, 2, T]` and labels `[N]`.
@@ -41,49 +39,21 @@ fn stored<T: DeserializeOwned>(ck: &LoadedCheckpoint, pointer: &str, fallback: T
     }
 }
 
-fn labelled(clips: &[Vec<f32>], labels: Vec<i64>, crops: &CropBatches) -> Result<Labelled> {
-    Ok(Labelled { inputs: clip_inputs(clips, crops)?.0, labels: Tensor::from_slice(&labels) })
+fn labelled((clips, labels): (Vec<Vec<f32>>, Vec<i64>), crops: &CropBatches) -> Result<Labelled> {
+    Ok(Labelled { inputs: clip_inputs(&clips, crops)?.0, labels: Tensor::from_slice(&labels) })
 }
 
-fn embedded(synth: &SynthConfig, split: Split, n: usize, crops: &CropBatches) -> Result<Labelled> {
-    let ds = SynthSpeech::new(synth, split)?;
-    let n = n.min(ds.len());
-    let clips = (0..n).map(|i| ds.get(i)).collect::<Result<Vec<_>>>()?;
-    labelled(&clips, (0..n).map(|i| ds.label(i)).collect(), crops)
-}
-
-fn folders(train: &Path, test: &Path, rate: u32, crops: &CropBatches) -> Result<(Labelled, Labelled)> {
-    let tr = LabelledWavFolder::open(train, rate, None)?;
-    let te = LabelledWavFolder::open(test, rate, Some(&tr.classes))?;
-    let (tr_clips, tr_labels) = tr.load_all()?;
-    let (te_clips, te_labels) = te.load_all()?;
-    Ok((labelled(&tr_clips, tr_labels, crops)?, labelled(&te_clips, te_labels, crops)?))
-}
-
-/// Each stage's mean-pooled frames of `inputs`: `depth + 1` tensors of `[N, dim]`.
-fn pooled_stages(model: &Wav2Vec2, inputs: &Tensor) -> Result<Vec<Tensor>> {
-    let _guard = tch::no_grad_guard();
-    let n = inputs.size()[0];
-    let mut per_stage: Vec<Vec<Tensor>> = Vec::new();
-    for start in (0..n).step_by(256) {
-        let (states, frames) = model.hidden_states(&inputs.narrow(0, start, (n - start).min(256)))?;
-        per_stage.resize_with(states.len(), Vec::new);
-        for (acc, h) in per_stage.iter_mut().zip(&states) {
-            acc.push(masked_mean(h, &frames));
-        }
-    }
-    Ok(per_stage.iter().map(|parts| Tensor::cat(parts, 0)).collect())
-}
-
-/// The probe rows of one encoder: `(name, train features, test features)`.
+/// The probe rows of one encoder, built with [`Representation::Concat`] so that its features
+/// hold every stage's mean-pooled frames side by side: `(name, train features, test features)`.
 fn rows(model: &Wav2Vec2, train: &Labelled, test: &Labelled) -> Result<Vec<(String, Tensor, Tensor)>> {
-    let (tr, te) = (pooled_stages(model, &train.inputs)?, pooled_stages(model, &test.inputs)?);
+    let features = |l: &Labelled| extract_features(model, &l.inputs, 256, Device::Cpu);
+    let (tr_all, te_all) = (features(train)?, features(test)?);
+    let dim = model.config().dim;
+    let (tr, te) = (tr_all.split(dim, 1), te_all.split(dim, 1));
     let blocks = (tr.len() - 1) as f64;
     let mean = |s: &[Tensor]| s[2..].iter().fold(s[1].shallow_clone(), |sum, h| sum + h) / blocks;
-    let mut out = vec![
-        ("concat".to_string(), Tensor::cat(&tr, 1), Tensor::cat(&te, 1)),
-        ("block mean".to_string(), mean(&tr), mean(&te)),
-    ];
+    let mut out =
+        vec![("concat".to_string(), tr_all, te_all), ("block mean".to_string(), mean(&tr), mean(&te))];
     for (i, (a, b)) in tr.into_iter().zip(te).enumerate() {
         let name = if i == 0 { "features".to_string() } else { format!("block {i}") };
         out.push((name, a, b));
@@ -113,7 +83,10 @@ fn run() -> Result<()> {
             format!("is a `{}` checkpoint, not wav2vec2", ck.meta.method),
         ));
     }
-    let model_cfg: Wav2Vec2Config = stored(&ck, "/model", Wav2Vec2Config::default())?;
+    let model_cfg = Wav2Vec2Config {
+        representation: Representation::Concat,
+        ..stored(&ck, "/model", Wav2Vec2Config::default())?
+    };
     let mut crop: CropConfig = stored(&ck, "/data/crop", CropConfig { crop_len: 16_000, normalize: true })?;
     // The run's probe length (0: its training crop length).
     let probe_len: usize = stored(&ck, "/data/probe_len", 0)?;
@@ -123,13 +96,17 @@ fn run() -> Result<()> {
     let rate: u32 = stored(&ck, "/data/sample_rate", 16_000)?;
     let crops = CropBatches::new(crop)?;
     let (train, test) = match &dirs {
-        Some((train, test)) => folders(train, test, rate, &crops)?,
+        Some((train, test)) => {
+            let (tr, te) = LabelledWavFolder::open_pair(train, test, rate)?;
+            (labelled(tr.load_all()?, &crops)?, labelled(te.load_all()?, &crops)?)
+        }
         None => {
             let synth: SynthConfig = stored(&ck, "/data/synth", SynthConfig::default())?;
             let n: usize = stored(&ck, "/data/probe_train_clips", 2000)?;
+            let split = |split, n| SynthSpeech::new(&synth, split)?.labelled(n);
             (
-                embedded(&synth, Split::Train, n, &crops)?,
-                embedded(&synth, Split::Test, synth.test_clips, &crops)?,
+                labelled(split(Split::Train, n)?, &crops)?,
+                labelled(split(Split::Test, synth.test_clips)?, &crops)?,
             )
         }
     };

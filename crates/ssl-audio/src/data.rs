@@ -311,6 +311,14 @@ impl LabelledWavFolder {
         Ok(Self { classes: names, items, rate })
     }
 
+    /// A training and a test folder, the test folder's sub-folders mapped onto the training
+    /// folder's classes.
+    pub fn open_pair(train: &Path, test: &Path, rate: u32) -> Result<(Self, Self)> {
+        let tr = Self::open(train, rate, None)?;
+        let te = Self::open(test, rate, Some(&tr.classes))?;
+        Ok((tr, te))
+    }
+
     /// Decodes every clip (in parallel), with its label.
     pub fn load_all(&self) -> Result<(Vec<Vec<f32>>, Vec<i64>)> {
         use rayon::prelude::*;

@@ -188,6 +188,22 @@ impl SynthSpeech {
     pub fn config(&self) -> &SynthConfig {
         &self.cfg
     }
+
+    /// The first `n` clips (at most the split's length) and their labels: what probes train
+    /// or are scored on.
+    ///
+    /// ```
+    /// use ssl_audio::synth::{SynthConfig, SynthSpeech, Split};
+    /// let cfg = SynthConfig { train_clips: 20, test_clips: 10, ..SynthConfig::default() };
+    /// let (clips, labels) = SynthSpeech::new(&cfg, Split::Test)?.labelled(15)?;
+    /// assert_eq!((clips.len(), labels.len(), labels[3]), (10, 10, 3));
+    /// # Ok::<(), ssl_core::Error>(())
+    /// ```
+    pub fn labelled(&self, n: usize) -> Result<(Vec<Vec<f32>>, Vec<i64>)> {
+        let n = n.min(self.len());
+        let clips = (0..n).map(|i| self.get(i)).collect::<Result<Vec<_>>>()?;
+        Ok((clips, (0..n).map(|i| self.label(i)).collect()))
+    }
 }
 
 impl Dataset for SynthSpeech {

@@ -331,8 +331,7 @@ fn labelled(data: &DataConfig, clips: &[Vec<f32>], labels: &[i64]) -> Result<Lab
 fn probe_sets(data: &DataConfig) -> Result<Option<ProbeSets>> {
     match (&data.probe_train, &data.probe_test, &data.path) {
         (Some(train), Some(test), _) => {
-            let tr = LabelledWavFolder::open(train, data.sample_rate, None)?;
-            let te = LabelledWavFolder::open(test, data.sample_rate, Some(&tr.classes))?;
+            let (tr, te) = LabelledWavFolder::open_pair(train, test, data.sample_rate)?;
             let (tr_clips, tr_labels) = tr.load_all()?;
             let (te_clips, te_labels) = te.load_all()?;
             Ok(Some(ProbeSets {
@@ -343,10 +342,7 @@ fn probe_sets(data: &DataConfig) -> Result<Option<ProbeSets>> {
         }
         (None, None, None) => {
             let split = |split, n: usize| -> Result<Labelled> {
-                let ds = SynthSpeech::new(&data.synth, split)?;
-                let n = n.min(ds.len());
-                let clips = (0..n).map(|i| ds.get(i)).collect::<ssl_core::Result<Vec<_>>>()?;
-                let labels: Vec<i64> = (0..n).map(|i| ds.label(i)).collect();
+                let (clips, labels) = SynthSpeech::new(&data.synth, split)?.labelled(n)?;
                 labelled(data, &clips, &labels)
             };
             Ok(Some(ProbeSets {
